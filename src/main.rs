@@ -1,0 +1,566 @@
+//! Parses the command line, runs the command and maps errors to exit codes.
+
+mod cli;
+
+use std::fmt::Write as _;
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use cli::{Cli, ColorChoice, Command, PlanFormat};
+use pipeline::diagnostic::Diagnostic;
+use pipeline::inventory::{Inventory, InventoryError};
+use pipeline::plan::{self, Plan, PlanError, PlanOptions, StageKind, output};
+use pipeline::render;
+use pipeline::{apply, lab, progress};
+
+/// Exit codes, as documented in `--help`.
+const EXIT_FAILED: u8 = 1;
+const EXIT_INVALID: u8 = 2;
+const EXIT_INTERRUPTED: u8 = 130;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let style = Style::new(cli.output.color);
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Exit(code)) => ExitCode::from(code),
+        Err(failure) => {
+            let mut stderr = std::io::stderr().lock();
+            let _ = stderr.write_all(failure.render(style).as_bytes());
+            ExitCode::from(EXIT_INVALID)
+        }
+    }
+}
+
+/// What went wrong, kept until the edge so it is rendered once.
+enum Failure {
+    Plan(PlanError),
+    Inventory(InventoryError),
+    Render(render::RenderError, std::path::PathBuf),
+    Message(String),
+    /// Already reported; exit with this code.
+    Exit(u8),
+}
+
+fn run(cli: &Cli) -> Result<(), Failure> {
+    match &cli.command {
+        Command::Validate(args) => {
+            let plan = load(&args.spec, args.inventory.clone())?;
+            // Rendering every template catches template errors before anything runs.
+            for (_, stage) in plan
+                .graph
+                .stages()
+                .filter(|(_, stage)| stage.kind == StageKind::Render)
+            {
+                render_stage(&plan, stage)?;
+            }
+            if !cli.output.quiet {
+                println!("{}: valid: {}", args.spec.display(), summary(&plan));
+            }
+            Ok(())
+        }
+        Command::Plan(args) => {
+            let plan = load(&args.spec.spec, args.spec.inventory.clone())?;
+            let text = match args.format {
+                PlanFormat::Table => output::to_table(&plan),
+                PlanFormat::Json => {
+                    let mut text =
+                        serde_json::to_string_pretty(&output::to_json(&plan)).map_err(|error| {
+                            Failure::Message(format!("failed to write the plan as json: {error}"))
+                        })?;
+                    text.push('\n');
+                    text
+                }
+                PlanFormat::Dot => output::to_dot(&plan),
+            };
+            print_stdout(&text)
+        }
+        Command::Render(args) => {
+            let plan = load(&args.spec.spec, args.spec.inventory.clone())?;
+            let wanted = args
+                .stage
+                .as_deref()
+                .map(|prefix| prefix.replacen("build/", "render/", 1));
+            let mut text = String::new();
+            for (_, stage) in plan
+                .graph
+                .stages()
+                .filter(|(_, stage)| stage.kind == StageKind::Render)
+            {
+                if wanted
+                    .as_deref()
+                    .is_some_and(|prefix| !stage.id.as_str().starts_with(prefix))
+                {
+                    continue;
+                }
+                if !text.is_empty() {
+                    text.push('\n');
+                }
+                let _ = writeln!(text, "# {}", stage.id);
+                text.push_str(&render_stage(&plan, stage)?);
+            }
+            if text.is_empty() {
+                return Err(Failure::Message(format!(
+                    "no render stage matches `{}`; `pipeline plan` lists the stages",
+                    args.stage.as_deref().unwrap_or_default()
+                )));
+            }
+            print_stdout(&text)
+        }
+        Command::Apply(args) => run_apply(args, &cli.output),
+        Command::Status(args) => run_status(args),
+        Command::Lab(args) => run_lab(args, cli.output.quiet),
+        Command::Agent => run_agent(),
+        Command::Inventory(args) => {
+            let inventory = Inventory::load(&args.file).map_err(Failure::Inventory)?;
+            let value = match &args.host {
+                Some(host) => inventory
+                    .host_vars(host)
+                    .map(|vars| serde_json::Value::Object(vars.clone()))
+                    .ok_or_else(|| {
+                        Failure::Message(format!("no host `{host}` in {}", args.file.display()))
+                    })?,
+                None => inventory.to_ansible_list(),
+            };
+            let mut text = serde_json::to_string_pretty(&value).map_err(|error| {
+                Failure::Message(format!("failed to write the inventory as json: {error}"))
+            })?;
+            text.push('\n');
+            print_stdout(&text)
+        }
+    }
+}
+
+/// `out/` of the experiment's project unless the user names another.
+fn out_root(plan: &Plan, out: &cli::OutArgs) -> std::path::PathBuf {
+    out.out
+        .clone()
+        .unwrap_or_else(|| plan.experiment.project_root.join("out"))
+}
+
+fn run_apply(args: &cli::ApplyArgs, output: &cli::OutputArgs) -> Result<(), Failure> {
+    let mut plan = load(&args.spec.spec, args.spec.inventory.clone())?;
+    if !args.only.is_empty() {
+        let wanted = |stage: &pipeline::plan::Stage| {
+            args.only.iter().any(|prefix| {
+                stage.id.as_str().starts_with(prefix.as_str()) || stage.kind.as_str() == prefix
+            })
+        };
+        plan.graph = plan.graph.with_needs_of(wanted);
+        if plan.graph.is_empty() {
+            return Err(Failure::Message(format!(
+                "no stage matches --only {}; `pipeline plan` lists the stages",
+                args.only.join(", ")
+            )));
+        }
+    }
+    let layout = apply::OutputLayout::new(&out_root(&plan, &args.out), &plan.experiment.name);
+    let builder_socket = match &args.builder_socket {
+        Some(socket) => socket.clone(),
+        None => lab::LabState::load(&lab_layout(&args.lab_dir, None)?)
+            .filter(lab::LabState::all_alive)
+            .and_then(|state| state.builder_socket())
+            .unwrap_or_else(|| pipeline::inventory::DEFAULT_DOCKER_SOCKET.into()),
+    };
+    let agent_binary = std::env::current_exe()
+        .map_err(|error| Failure::Message(format!("cannot find this program: {error}")))?;
+    let agent_version = agent_version(&agent_binary)?;
+    let control_dir = std::env::temp_dir().join(format!("pipeline-ssh-{}", std::process::id()));
+    let settings = apply::ApplySettings {
+        out_dir: layout.dir.clone(),
+        inventory_dir: plan
+            .experiment
+            .inventory_path
+            .parent()
+            .map(std::path::Path::to_path_buf)
+            .unwrap_or_default(),
+        agent_binary,
+        agent_version,
+        control_dir: control_dir.clone(),
+    };
+    let verbosity = if output.quiet {
+        progress::Verbosity::Quiet
+    } else if output.verbose {
+        progress::Verbosity::Verbose
+    } else {
+        progress::Verbosity::Normal
+    };
+    let mut display = progress::ProgressDisplay::new(
+        plan.graph.count_by_kind(),
+        verbosity,
+        std::io::stderr().is_terminal(),
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| Failure::Message(format!("failed to start the runtime: {error}")))?;
+    let plan = std::sync::Arc::new(plan);
+    let summary = runtime.block_on(async {
+        let builder =
+            pipeline::backend::builder::EngineBuilder::connect(&builder_socket, cache_dir())
+                .map_err(|error| Failure::Message(error.to_string()))?;
+        let worker = std::sync::Arc::new(apply::PipelineWorker::new(
+            settings,
+            std::sync::Arc::new(builder),
+        ));
+        let interrupt = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        apply::run_plan(
+            std::sync::Arc::clone(&plan),
+            &layout,
+            worker,
+            &mut display,
+            interrupt,
+        )
+        .await
+        .map_err(|error| Failure::Message(error.to_string()))
+    });
+    let _ = std::fs::remove_dir_all(&control_dir);
+    let summary = summary?;
+    if !output.quiet || !summary.failed.is_empty() {
+        let mut text = format!(
+            "{}: {} done, {} up to date, {} failed, {} blocked; results in {}\n",
+            plan.experiment.name,
+            summary.succeeded,
+            summary.up_to_date,
+            summary.failed.len(),
+            summary.blocked,
+            layout.dir.display()
+        );
+        for (stage, error) in summary.failed.iter().take(20) {
+            let log = progress::StageLogFiles::new(layout.logs()).path_of(stage);
+            let first = error.lines().next().unwrap_or_default();
+            let _ = writeln!(
+                text,
+                "  failed {stage}: {first}\n    log: {}",
+                log.display()
+            );
+        }
+        if summary.failed.len() > 20 {
+            let _ = writeln!(text, "  ... and {} more", summary.failed.len() - 20);
+        }
+        eprint!("{text}");
+    }
+    if summary.interrupted {
+        eprintln!("interrupted; `pipeline apply` again resumes where this one stopped");
+        Err(Failure::Exit(EXIT_INTERRUPTED))
+    } else if !summary.failed.is_empty() {
+        Err(Failure::Exit(EXIT_FAILED))
+    } else {
+        Ok(())
+    }
+}
+
+/// Names this build of the program, so a host runs the agent of the same
+/// build as the runner and never a stale copy with the same version number.
+/// Size and modification time tell builds apart without reading the file.
+fn agent_version(binary: &std::path::Path) -> Result<String, Failure> {
+    let metadata = std::fs::metadata(binary)
+        .map_err(|error| Failure::Message(format!("cannot read {}: {error}", binary.display())))?;
+    let modified = metadata
+        .modified()
+        .ok()
+        .and_then(|time| time.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |since| since.as_nanos());
+    Ok(format!(
+        "{}-{:x}-{modified:x}",
+        env!("CARGO_PKG_VERSION"),
+        metadata.len()
+    ))
+}
+
+fn cache_dir() -> std::path::PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|home| std::path::PathBuf::from(home).join(".cache"))
+        })
+        .unwrap_or_else(std::env::temp_dir)
+        .join("pipeline")
+}
+
+fn run_status(args: &cli::StatusArgs) -> Result<(), Failure> {
+    let plan = load(&args.spec.spec, args.spec.inventory.clone())?;
+    let layout = apply::OutputLayout::new(&out_root(&plan, &args.out), &plan.experiment.name);
+    let journal = pipeline::journal::read_journal(&layout.journal())
+        .map_err(|error| Failure::Message(error.to_string()))?;
+    let mut counts = [[0usize; 4]; StageKind::ALL.len()];
+    let mut failures = Vec::new();
+    for (_, stage) in plan.graph.stages() {
+        let column = match journal.completion(&stage.id) {
+            Some(done) if done.fingerprint == stage.fingerprint.to_hex() => 0,
+            Some(_) => 1,
+            None if journal.failure(&stage.id).is_some() => 2,
+            None => 3,
+        };
+        if column == 2 {
+            failures.push((
+                stage.id.clone(),
+                journal.failure(&stage.id).unwrap_or_default().to_string(),
+            ));
+        }
+        counts[stage.kind.index()][column] += 1;
+    }
+    let mut text = format!(
+        "{} ({})\n{:<14}{:>8}{:>9}{:>8}{:>9}\n",
+        plan.experiment.name,
+        layout.journal().display(),
+        "kind",
+        "done",
+        "changed",
+        "failed",
+        "pending"
+    );
+    for kind in StageKind::ALL {
+        let [done, changed, failed, pending] = counts[kind.index()];
+        if done + changed + failed + pending > 0 {
+            let _ = writeln!(
+                text,
+                "{:<14}{done:>8}{changed:>9}{failed:>8}{pending:>9}",
+                kind.as_str()
+            );
+        }
+    }
+    for (stage, error) in failures.iter().take(20) {
+        let _ = writeln!(
+            text,
+            "failed {stage}: {}",
+            error.lines().next().unwrap_or_default()
+        );
+    }
+    print_stdout(&text)
+}
+
+fn lab_layout(
+    dir: &std::path::Path,
+    deps: Option<std::path::PathBuf>,
+) -> Result<lab::LabLayout, Failure> {
+    // install-deps' default prefix.
+    let deps = deps.unwrap_or_else(|| cache_dir().join("deps"));
+    // Daemons run in other mount namespaces, where a relative path means nothing.
+    let root = std::path::absolute(dir).map_err(|error| {
+        Failure::Message(format!("failed to resolve {}: {error}", dir.display()))
+    })?;
+    Ok(lab::LabLayout {
+        root,
+        deps,
+        shim: None,
+    })
+}
+
+fn run_agent() -> Result<(), Failure> {
+    let mut input = String::new();
+    std::io::Read::read_to_string(&mut std::io::stdin(), &mut input)
+        .map_err(|error| Failure::Message(format!("failed to read the agent request: {error}")))?;
+    let request: pipeline::agent::AgentRequest = serde_json::from_str(&input)
+        .map_err(|error| Failure::Message(format!("invalid agent request: {error}")))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| Failure::Message(format!("failed to start the async runtime: {error}")))?;
+    let response = runtime.block_on(pipeline::agent::serve(request));
+    let text = serde_json::to_string(&response)
+        .map_err(|error| Failure::Message(format!("failed to write the agent answer: {error}")))?;
+    print_stdout(&format!("{text}\n"))
+}
+
+fn run_lab(args: &cli::LabArgs, quiet: bool) -> Result<(), Failure> {
+    let mut layout = lab_layout(&args.dir, args.deps.clone())?;
+    let mut report = |line: &str| {
+        if !quiet {
+            eprintln!("lab: {line}");
+        }
+    };
+    let failure = |error: lab::LabError| Failure::Message(error.to_string());
+    match &args.action {
+        cli::LabAction::Up { hosts, shim } => {
+            if shim.is_file() {
+                layout.shim = std::path::absolute(shim).ok();
+            } else {
+                report(&format!(
+                    "no wasmtime shim at {}: hosts will run native images only (build it with `cargo build --release -p containerd-shim-wasmtime`)",
+                    shim.display()
+                ));
+            }
+            let hosts = lab::default_hosts(usize::from(*hosts));
+            lab::up(&layout, &hosts, &mut report).map_err(failure)?;
+            let inventory = lab::inventory_yaml(&layout, &hosts);
+            let path = layout.root.join("inventory.yaml");
+            lab::write_file(&path, &inventory).map_err(failure)?;
+            report(&format!("inventory written to {}", path.display()));
+            Ok(())
+        }
+        cli::LabAction::Down => lab::down(&layout, &mut report).map_err(failure),
+        cli::LabAction::Status => {
+            let lines = lab::status(&layout);
+            if lines.is_empty() {
+                print_stdout("the lab is down\n")
+            } else {
+                let width = lines
+                    .iter()
+                    .map(|(name, _, _)| name.len())
+                    .max()
+                    .unwrap_or(0);
+                let mut text = String::new();
+                for (name, detail, up) in &lines {
+                    let state = if *up { "up  " } else { "DOWN" };
+                    let _ = writeln!(text, "{name:width$}  {state}  {detail}");
+                }
+                print_stdout(&text)?;
+                if lines.iter().all(|(_, _, up)| *up) {
+                    Ok(())
+                } else {
+                    Err(Failure::Message(
+                        "part of the lab is down; `pipeline lab up` restarts it".into(),
+                    ))
+                }
+            }
+        }
+    }
+}
+
+fn render_stage(plan: &Plan, stage: &pipeline::plan::Stage) -> Result<String, Failure> {
+    let pipeline::plan::Subject::Image { image } = stage.subject else {
+        return Err(Failure::Message(format!(
+            "stage `{}` renders no image",
+            stage.id
+        )));
+    };
+    let experiment = &plan.experiment;
+    render::render_dockerfile(
+        &experiment.project_root,
+        &experiment.name,
+        &experiment.images[image],
+        stage.fingerprint,
+        &render::Toolchain::new(),
+    )
+    .map_err(|error| Failure::Render(error, experiment.project_root.clone()))
+}
+
+fn load(spec: &std::path::Path, inventory: Option<std::path::PathBuf>) -> Result<Plan, Failure> {
+    plan::load_plan(spec, &PlanOptions { inventory }).map_err(Failure::Plan)
+}
+
+/// A closed pipe (`pipeline plan x | head`) is not an error worth a message.
+fn print_stdout(text: &str) -> Result<(), Failure> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => Err(Failure::Message(
+            format!("failed to write to stdout: {error}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn summary(plan: &Plan) -> String {
+    let experiment = &plan.experiment;
+    let counts = plan.graph.count_by_kind();
+    let by_kind: Vec<String> = StageKind::ALL
+        .iter()
+        .filter(|kind| counts[kind.index()] > 0)
+        .map(|kind| format!("{} {}", kind, counts[kind.index()]))
+        .collect();
+    format!(
+        "{} images, {} hosts, {} cells, {} stages ({})",
+        experiment.images.len(),
+        experiment.hosts.len(),
+        experiment.cells.len(),
+        plan.graph.len(),
+        by_kind.join(", ")
+    )
+}
+
+#[derive(Clone, Copy)]
+struct Style {
+    color: bool,
+}
+
+impl Style {
+    fn new(choice: ColorChoice) -> Style {
+        let color = match choice {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => {
+                std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty())
+                    && std::io::stderr().is_terminal()
+            }
+        };
+        Style { color }
+    }
+
+    fn paint(self, text: &str) -> String {
+        // Only the word "error" is coloured, so piped logs stay readable.
+        if self.color {
+            text.replace(": error: ", ": \u{1b}[1;31merror\u{1b}[0m: ")
+                .replacen(
+                    "error: ",
+                    "\u{1b}[1;31merror\u{1b}[0m: ",
+                    usize::from(text.starts_with("error: ")),
+                )
+        } else {
+            text.to_string()
+        }
+    }
+}
+
+impl Failure {
+    fn render(&self, style: Style) -> String {
+        let diagnostics: Vec<Diagnostic> = match self {
+            Failure::Plan(PlanError::Invalid(diagnostics)) => diagnostics.0.clone(),
+            Failure::Plan(PlanError::Spec(pipeline::spec::SpecError::Invalid(diagnostics))) => {
+                diagnostics.0.clone()
+            }
+            Failure::Plan(PlanError::Inventory(error)) | Failure::Inventory(error) => {
+                vec![inventory_diagnostic(error)]
+            }
+            Failure::Plan(other) => vec![Diagnostic::unlocated(other.to_string())],
+            Failure::Render(
+                render::RenderError::Template {
+                    template,
+                    line,
+                    message,
+                },
+                root,
+            ) => {
+                vec![Diagnostic::at(
+                    pipeline::diagnostic::SourceLocation::new(
+                        root.join(template),
+                        line.unwrap_or(1),
+                        1,
+                    ),
+                    format!("template error: {message}"),
+                )]
+            }
+            Failure::Message(message) => vec![Diagnostic::unlocated(message.clone())],
+            Failure::Exit(_) => Vec::new(),
+        };
+        let mut out = String::new();
+        for diagnostic in &diagnostics {
+            let source = diagnostic
+                .location
+                .as_ref()
+                .and_then(|location| std::fs::read_to_string(&location.path).ok());
+            out.push_str(&style.paint(&diagnostic.render(source.as_deref())));
+        }
+        if diagnostics.len() > 1 {
+            out.push_str(&style.paint(&format!("error: {} problems found\n", diagnostics.len())));
+        }
+        out
+    }
+}
+
+fn inventory_diagnostic(error: &InventoryError) -> Diagnostic {
+    match error.location() {
+        Some((line, column)) => Diagnostic::at(
+            pipeline::diagnostic::SourceLocation::new(error.path(), line, column),
+            error.message(),
+        ),
+        None => Diagnostic::unlocated(error.to_string()),
+    }
+}

@@ -1,0 +1,145 @@
+//! The resolved experiment: validated, with every default applied and every
+//! name looked up. The stage graph is expanded from this.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::fingerprint::Fingerprint;
+use super::target::Target;
+use crate::inventory::HostSettings;
+use crate::spec::{Engine, MarkerSpec, RunOrder, Scenario};
+
+#[derive(Debug, Clone)]
+pub struct Experiment {
+    pub name: String,
+    pub description: Option<String>,
+    pub spec_path: PathBuf,
+    pub project_root: PathBuf,
+    pub inventory_path: PathBuf,
+    pub registry: String,
+    /// In dependency order: a base comes after the base it is built from.
+    pub bases: Vec<BaseImage>,
+    pub images: Vec<Image>,
+    pub hosts: Vec<HostSettings>,
+    /// Fingerprint of each host's resolved variables, by index in `hosts`.
+    pub host_fingerprints: Vec<Fingerprint>,
+    pub cells: Vec<Cell>,
+    pub measure: Measure,
+    pub limits: StageLimits,
+}
+
+/// A base image the pipeline builds from Debian packages.
+#[derive(Debug, Clone, Serialize)]
+pub struct BaseImage {
+    pub name: String,
+    pub platform: super::target::Platform,
+    pub from: Option<String>,
+    pub debootstrap: Option<Debootstrap>,
+    pub packages: Vec<String>,
+    pub run: Vec<String>,
+    pub image_ref: String,
+    pub fingerprint: Fingerprint,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Debootstrap {
+    pub suite: String,
+    pub variant: Option<String>,
+    pub mirror: Option<String>,
+}
+
+/// How one workload runs and how its output is checked.
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkloadRun {
+    pub binary: String,
+    pub args: Vec<String>,
+    pub result_pattern: String,
+    pub marker: MarkerSpec,
+}
+
+/// One container image: a workload in a language and variant, for one target.
+#[derive(Debug, Clone)]
+pub struct Image {
+    pub workload: String,
+    pub language: String,
+    pub variant: String,
+    pub target: Target,
+    /// Template path relative to the project root.
+    pub template: PathBuf,
+    /// Template variables after every override, base references replaced by image refs.
+    pub vars: Map<String, Value>,
+    /// Names of the bases the build needs present.
+    pub bases: Vec<String>,
+    pub run: WorkloadRun,
+    /// `registry/repository`, without tag.
+    pub repository: String,
+    /// Tag of the multi-platform index this image belongs to.
+    pub index_tag: String,
+    /// Hash of `templates/<language>/`.
+    pub template_tree: Fingerprint,
+    /// Hash of the workload's sources for this language, its data and its manifest.
+    pub source_tree: Fingerprint,
+}
+
+impl Image {
+    /// `<workload>/<language>/<variant>`: the part of stage ids an index shares.
+    pub fn group_path(&self) -> String {
+        format!("{}/{}/{}", self.workload, self.language, self.variant)
+    }
+
+    pub fn path(&self) -> String {
+        format!("{}/{}", self.group_path(), self.target.slug())
+    }
+
+    /// The per-platform tag, so each platform image can be pulled on its own.
+    pub fn image_ref(&self) -> String {
+        format!(
+            "{}:{}-{}",
+            self.repository,
+            self.index_tag,
+            self.target.slug()
+        )
+    }
+
+    pub fn index_ref(&self) -> String {
+        format!("{}:{}", self.repository, self.index_tag)
+    }
+}
+
+/// One measured combination, repeated `measure.repetitions` times.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cell {
+    pub image: usize,
+    pub host: usize,
+    pub engine: Engine,
+    pub runtime: String,
+    pub scenario: Scenario,
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Measure {
+    pub repetitions: u32,
+    pub warmup: u32,
+    pub order: RunOrder,
+    pub seed: u64,
+}
+
+/// Timeout and retry count of one stage kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StageLimit {
+    pub timeout: Option<Duration>,
+    pub retries: u32,
+}
+
+/// Limits for every stage kind, indexed by [`super::StageKind::index`].
+#[derive(Debug, Clone, Default)]
+pub struct StageLimits(pub [StageLimit; super::StageKind::ALL.len()]);
+
+impl StageLimits {
+    pub fn get(&self, kind: super::StageKind) -> StageLimit {
+        self.0[kind.index()]
+    }
+}

@@ -1,0 +1,1301 @@
+//! Spec × inventory × project tree → [`Experiment`], reporting every problem
+//! with the place in the file that caused it.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+
+use super::StageKind;
+use super::fingerprint::{Fingerprint, FingerprintBuilder, hash_tree};
+use super::model::{
+    BaseImage, Cell, Debootstrap, Experiment, Image, Measure, StageLimit, StageLimits, WorkloadRun,
+};
+use super::target::Target;
+use crate::diagnostic::{Diagnostic, Diagnostics, SourceLocation};
+use crate::inventory::{Connection, HostDirectory, HostSettings};
+use crate::spec::{
+    ExperimentSpec, Located, MarkerSpec, PerStageKind, RunOrder, Scenario, TimeUnit, VarMap,
+    WorkloadManifest,
+};
+
+/// The marker the shipped workloads print first thing in `main`.
+pub const DEFAULT_MARKER_PATTERN: &str = r"PIPELINE_MAIN_START_NS=(?P<ts>\d+)";
+const DEFAULT_REPOSITORY: &str = "{experiment}/{workload}-{language}";
+const DEFAULT_TAG: &str = "{variant}";
+const PLACEHOLDERS: [&str; 4] = ["experiment", "workload", "language", "variant"];
+
+/// Where the spec's relative paths lead.
+pub struct Sources<'a> {
+    pub spec_path: &'a Path,
+    pub project_root: &'a Path,
+    pub hosts: &'a dyn HostDirectory,
+}
+
+pub fn resolve(spec: &ExperimentSpec, sources: &Sources<'_>) -> Result<Experiment, Diagnostics> {
+    let mut resolver = Resolver {
+        spec,
+        sources,
+        diagnostics: Diagnostics::default(),
+        tree_hashes: HashMap::new(),
+    };
+    let experiment = resolver.run();
+    resolver.diagnostics.into_result()?;
+    // Every error path above pushes a diagnostic, so a missing value here is a bug.
+    experiment.ok_or_else(|| Diagnostics(vec![Diagnostic::unlocated("the experiment is empty")]))
+}
+
+struct Resolver<'a> {
+    spec: &'a ExperimentSpec,
+    sources: &'a Sources<'a>,
+    diagnostics: Diagnostics,
+    tree_hashes: HashMap<PathBuf, Fingerprint>,
+}
+
+/// A variant after defaults: its vars and template names.
+struct ResolvedVariant<'a> {
+    name: &'a Located<String>,
+    vars: Option<&'a VarMap>,
+    native_template: String,
+    wasm_template: String,
+    native_template_at: Option<&'a Located<String>>,
+    wasm_template_at: Option<&'a Located<String>>,
+}
+
+impl<'a> Resolver<'a> {
+    fn at<T>(&self, located: &Located<T>) -> SourceLocation {
+        SourceLocation::from_yaml(self.sources.spec_path, located.referenced)
+    }
+
+    fn error<T>(&mut self, located: &Located<T>, message: impl Into<String>) {
+        let location = self.at(located);
+        self.diagnostics.push(Diagnostic::at(location, message));
+    }
+
+    fn error_with_help<T>(
+        &mut self,
+        located: &Located<T>,
+        message: impl Into<String>,
+        help: impl Into<String>,
+    ) {
+        let location = self.at(located);
+        self.diagnostics
+            .push(Diagnostic::at(location, message).with_help(help));
+    }
+
+    fn run(&mut self) -> Option<Experiment> {
+        let spec = self.spec;
+        let name = spec.experiment.value.clone();
+        if !is_simple_name(&name) {
+            self.error(
+                &spec.experiment,
+                format!("experiment name `{name}` must be letters, digits, `-`, `_` or `.`"),
+            );
+        }
+        let targets = self.targets();
+        let variants = self.variants();
+        let measure = self.measure();
+        let limits = self.limits();
+        let registry = self.registry_address();
+        let bases = self.bases();
+        let base_refs: HashMap<&str, &BaseImage> = bases
+            .iter()
+            .map(|base| (base.name.as_str(), base))
+            .collect();
+        let images = self.images(&targets, &variants, &base_refs);
+        self.check_language_settings(&variants);
+        let (hosts, cells) = self.cells(&images, &targets, &variants);
+        let host_fingerprints = hosts.iter().map(host_fingerprint).collect();
+        if self.diagnostics.is_empty() && cells.is_empty() && !images.is_empty() {
+            self.error(
+                &spec.runs,
+                "the experiment has no cells: no run block selects a host that can run any image",
+            );
+        }
+        let registry = registry?;
+        let images = images
+            .into_iter()
+            .map(|mut image| {
+                complete_registry(&mut image.vars, &registry);
+                image.repository = format!("{registry}/{}", image.repository);
+                image
+            })
+            .collect();
+        let bases = bases
+            .into_iter()
+            .map(|base| BaseImage {
+                image_ref: format!("{registry}/{}", base.image_ref),
+                ..base
+            })
+            .collect();
+        Some(Experiment {
+            name,
+            description: spec.description.clone(),
+            spec_path: self.sources.spec_path.to_path_buf(),
+            project_root: self.sources.project_root.to_path_buf(),
+            inventory_path: self.sources.hosts.source_path().to_path_buf(),
+            registry,
+            bases,
+            images,
+            hosts,
+            host_fingerprints,
+            cells,
+            measure,
+            limits,
+        })
+    }
+
+    fn targets(&mut self) -> Vec<(Target, &'a Located<String>)> {
+        let spec = self.spec;
+        if spec.targets.value.is_empty() {
+            self.error(
+                &spec.targets,
+                "`targets` is empty: name at least one platform or `wasm`",
+            );
+        }
+        let mut seen = HashSet::new();
+        let mut targets = Vec::new();
+        for entry in &spec.targets.value {
+            match Target::parse(&entry.value) {
+                Ok(target) => {
+                    if seen.insert(target.clone()) {
+                        targets.push((target, entry));
+                    } else {
+                        self.error(entry, format!("duplicate target `{target}`"));
+                    }
+                }
+                Err(error) => self.error(entry, error.to_string()),
+            }
+        }
+        targets
+    }
+
+    fn variants(&mut self) -> Vec<ResolvedVariant<'a>> {
+        let Some(variants) = &self.spec.variants else {
+            return vec![ResolvedVariant {
+                name: &DEFAULT_VARIANT,
+                vars: None,
+                native_template: "optimized.Dockerfile.j2".into(),
+                wasm_template: "wasm.Dockerfile.j2".into(),
+                native_template_at: None,
+                wasm_template_at: None,
+            }];
+        };
+        if variants.value.is_empty() {
+            self.error(
+                variants,
+                "`variants` is empty: name at least one, such as `optimized`",
+            );
+        }
+        let mut resolved = Vec::new();
+        for (name, settings) in &variants.value {
+            if !is_simple_name(&name.value) {
+                self.error(
+                    name,
+                    format!(
+                        "variant name `{}` must be letters, digits, `-`, `_` or `.`",
+                        name.value
+                    ),
+                );
+            }
+            let templates = settings.as_ref().map(|settings| &settings.templates);
+            let native_at = templates.and_then(|templates| templates.native.as_ref());
+            let wasm_at = templates.and_then(|templates| templates.wasm.as_ref());
+            resolved.push(ResolvedVariant {
+                name,
+                vars: settings.as_ref().map(|settings| &settings.vars),
+                native_template: native_at.map_or_else(
+                    || format!("{}.Dockerfile.j2", name.value),
+                    |t| t.value.clone(),
+                ),
+                wasm_template: wasm_at
+                    .map_or_else(|| "wasm.Dockerfile.j2".into(), |t| t.value.clone()),
+                native_template_at: native_at,
+                wasm_template_at: wasm_at,
+            });
+        }
+        resolved
+    }
+
+    fn measure(&mut self) -> Measure {
+        let measure = &self.spec.measure;
+        let repetitions = match &measure.repetitions {
+            Some(located) if located.value == 0 => {
+                self.error(located, "`repetitions` must be at least 1");
+                1
+            }
+            Some(located) => located.value,
+            None => 1,
+        };
+        let seed = measure.seed.unwrap_or_else(|| {
+            // A recorded default: the same experiment always shuffles the same way.
+            let hash = FingerprintBuilder::new("seed")
+                .str("experiment", &self.spec.experiment.value)
+                .finish();
+            let mut bytes = [0u8; 8];
+            bytes.copy_from_slice(&hash.as_bytes()[..8]);
+            u64::from_le_bytes(bytes)
+        });
+        Measure {
+            repetitions,
+            warmup: measure.warmup.unwrap_or(0),
+            order: measure.order.unwrap_or(RunOrder::Interleaved),
+            seed,
+        }
+    }
+
+    fn limits(&mut self) -> StageLimits {
+        let mut limits = StageLimits::default();
+        for kind in StageKind::ALL {
+            let timeout = match per_kind(&self.spec.timeouts, kind) {
+                Some(text) => match humantime::parse_duration(text.value.trim()) {
+                    Ok(duration) if !duration.is_zero() => Some(duration),
+                    Ok(_) => {
+                        self.error(text, "a timeout must be longer than zero");
+                        None
+                    }
+                    Err(error) => {
+                        self.error_with_help(
+                            text,
+                            format!("`{}` is not a duration: {error}", text.value),
+                            "write durations such as `90s`, `5m` or `1h 30m`",
+                        );
+                        None
+                    }
+                },
+                None => kind.default_timeout(),
+            };
+            let retries =
+                per_kind(&self.spec.retries, kind).map_or(kind.default_retries(), |n| n.value);
+            limits.0[kind.index()] = StageLimit { timeout, retries };
+        }
+        limits
+    }
+
+    fn registry_address(&mut self) -> Option<String> {
+        let registry = &self.spec.registry;
+        for pattern in [&registry.repository, &registry.tag].into_iter().flatten() {
+            if let Err(message) = check_placeholders(&pattern.value) {
+                self.error(pattern, message);
+            }
+        }
+        if let Some(address) = &registry.address {
+            if address.value.trim().is_empty()
+                || address.value.contains("://")
+                || address.value.contains(' ')
+            {
+                self.error(
+                    address,
+                    format!(
+                        "registry address `{}` must be `host[:port]`, without a scheme",
+                        address.value
+                    ),
+                );
+            }
+            return Some(address.value.trim_end_matches('/').to_string());
+        }
+        // Fall back to the inventory, where `pipeline lab up` writes its registry.
+        let mut found: BTreeSet<String> = BTreeSet::new();
+        let mut any_host = false;
+        for run in &self.spec.runs.value {
+            for pattern in &run.hosts.value {
+                for host in self
+                    .sources
+                    .hosts
+                    .expand(&pattern.value)
+                    .unwrap_or_default()
+                {
+                    any_host = true;
+                    if let Some(Value::String(address)) = self
+                        .sources
+                        .hosts
+                        .host_vars(&host)
+                        .and_then(|vars| vars.get("pipeline_registry"))
+                    {
+                        found.insert(address.clone());
+                    }
+                }
+            }
+        }
+        match found.len() {
+            1 => found.into_iter().next(),
+            // Without any host the unknown names are the problem, reported elsewhere.
+            0 if !any_host => None,
+            0 => {
+                self.error_with_help(
+                    &self.spec.experiment,
+                    "no registry address: the spec has no `registry.address` and no selected host has `pipeline_registry`",
+                    "set `registry: {address: host:port}` in the spec or `pipeline_registry` in the inventory's `all` vars",
+                );
+                None
+            }
+            _ => {
+                let list = found.into_iter().collect::<Vec<_>>().join(", ");
+                self.error(&self.spec.experiment, format!("hosts disagree on `pipeline_registry` ({list}); set `registry.address` in the spec"));
+                None
+            }
+        }
+    }
+
+    /// Bases in dependency order, after checking references and cycles.
+    fn bases(&mut self) -> Vec<BaseImage> {
+        let spec = self.spec;
+        let by_name: HashMap<&str, (&Located<String>, &crate::spec::BaseSpec)> = spec
+            .bases
+            .iter()
+            .map(|(name, base)| (name.value.as_str(), (name, base)))
+            .collect();
+        let mut ok = true;
+        for (name, base) in &spec.bases {
+            if let Some(platform) = &base.platform
+                && let Err(error) = super::target::Platform::parse(&platform.value)
+            {
+                self.error(platform, error.to_string());
+                ok = false;
+            }
+            if !is_simple_name(&name.value) {
+                self.error(
+                    name,
+                    format!(
+                        "base name `{}` must be letters, digits, `-`, `_` or `.`",
+                        name.value
+                    ),
+                );
+                ok = false;
+            }
+            match (&base.from, &base.debootstrap) {
+                (Some(from), None) => {
+                    if !by_name.contains_key(from.value.as_str()) {
+                        self.error(
+                            from,
+                            format!(
+                                "base `{}` is built from unknown base `{}`",
+                                name.value, from.value
+                            ),
+                        );
+                        ok = false;
+                    }
+                }
+                (None, Some(_)) => {}
+                (Some(from), Some(_)) => {
+                    self.error(
+                        from,
+                        format!(
+                            "base `{}` has both `from` and `debootstrap`; choose one",
+                            name.value
+                        ),
+                    );
+                    ok = false;
+                }
+                (None, None) => {
+                    self.error(name, format!("base `{}` needs either `from: <base>` or `debootstrap: {{suite: ...}}`", name.value));
+                    ok = false;
+                }
+            }
+        }
+        if !ok {
+            return Vec::new();
+        }
+        // Depth-first over `from` links; a name met again on the current path is a cycle.
+        let mut ordered: Vec<BaseImage> = Vec::new();
+        let mut done: HashMap<&str, Fingerprint> = HashMap::new();
+        for (name, _) in &spec.bases {
+            let mut path: Vec<&str> = Vec::new();
+            let mut current = name.value.as_str();
+            // Walk up to the root, then build back down.
+            loop {
+                if done.contains_key(current) {
+                    break;
+                }
+                if let Some(position) = path.iter().position(|seen| *seen == current) {
+                    let mut cycle: Vec<String> = path[position..]
+                        .iter()
+                        .map(|name| format!("base/{name}"))
+                        .collect();
+                    cycle.push(format!("base/{current}"));
+                    let (located, _) = by_name[current];
+                    self.error(
+                        located,
+                        format!("base images form a cycle: {}", cycle.join(" -> ")),
+                    );
+                    return Vec::new();
+                }
+                path.push(current);
+                match &by_name[current].1.from {
+                    Some(from) => current = from.value.as_str(),
+                    None => break,
+                }
+            }
+            for &base_name in path.iter().rev() {
+                if done.contains_key(base_name) {
+                    continue;
+                }
+                let (_, base) = by_name[base_name];
+                let mut builder = FingerprintBuilder::new("base");
+                builder.str("name", base_name);
+                if let Some(from) = &base.from {
+                    builder.fingerprint("from", done[from.value.as_str()]);
+                }
+                let platform = base
+                    .platform
+                    .as_ref()
+                    .map_or("linux/amd64", |p| p.value.as_str());
+                builder.str("platform", platform);
+                if let Some(debootstrap) = &base.debootstrap {
+                    builder
+                        .str("suite", &debootstrap.value.suite)
+                        .str(
+                            "variant",
+                            debootstrap.value.variant.as_deref().unwrap_or(""),
+                        )
+                        .str("mirror", debootstrap.value.mirror.as_deref().unwrap_or(""));
+                }
+                for package in &base.packages {
+                    builder.str("package", package);
+                }
+                for command in &base.run {
+                    builder.str("run", command);
+                }
+                let fingerprint = builder.finish();
+                done.insert(base_name, fingerprint);
+                ordered.push(BaseImage {
+                    name: base_name.to_string(),
+                    platform: base
+                        .platform
+                        .as_ref()
+                        .and_then(|p| super::target::Platform::parse(&p.value).ok())
+                        .unwrap_or_else(super::target::Platform::runner_default),
+                    from: base.from.as_ref().map(|from| from.value.clone()),
+                    debootstrap: base.debootstrap.as_ref().map(|d| Debootstrap {
+                        suite: d.value.suite.clone(),
+                        variant: d.value.variant.clone(),
+                        mirror: d.value.mirror.clone(),
+                    }),
+                    packages: base.packages.clone(),
+                    run: base.run.clone(),
+                    image_ref: format!("pipeline-base/{base_name}:{}", fingerprint.short()),
+                    fingerprint,
+                });
+            }
+        }
+        ordered
+    }
+
+    fn tree_hash(&mut self, path: &Path, blame: &Located<String>) -> Option<Fingerprint> {
+        if let Some(hash) = self.tree_hashes.get(path) {
+            return Some(*hash);
+        }
+        match hash_tree(path) {
+            Ok(hash) => {
+                self.tree_hashes.insert(path.to_path_buf(), hash);
+                Some(hash)
+            }
+            Err(error) => {
+                self.error(blame, error.to_string());
+                None
+            }
+        }
+    }
+
+    fn images(
+        &mut self,
+        targets: &[(Target, &'a Located<String>)],
+        variants: &[ResolvedVariant<'a>],
+        bases: &HashMap<&str, &BaseImage>,
+    ) -> Vec<Image> {
+        let spec = self.spec;
+        let root = self.sources.project_root;
+        if spec.workloads.value.is_empty() {
+            self.error(
+                &spec.workloads,
+                "`workloads` is empty: name at least one workload",
+            );
+        }
+        let mut images = Vec::new();
+        let mut seen_workloads = HashSet::new();
+        for workload in &spec.workloads.value {
+            let workload_name = &workload.name.value;
+            if !seen_workloads.insert(workload_name.as_str()) {
+                self.error(
+                    &workload.name,
+                    format!("duplicate workload `{workload_name}`"),
+                );
+                continue;
+            }
+            let workload_dir = root.join("workloads").join(workload_name);
+            let manifest_path = workload_dir.join("workload.yaml");
+            if !workload_dir.is_dir() {
+                self.error_with_help(
+                    &workload.name,
+                    format!("unknown workload `{workload_name}`: there is no folder workloads/{workload_name}/"),
+                    "a workload is a folder workloads/<name>/ with a workload.yaml and one folder per language",
+                );
+                continue;
+            }
+            let Some(manifest) = self.manifest(&manifest_path, &workload.name) else {
+                continue;
+            };
+            if workload.languages.value.is_empty() {
+                self.error(
+                    &workload.languages,
+                    format!("workload `{workload_name}` has no languages"),
+                );
+            }
+            let mut seen_languages = HashSet::new();
+            for language in &workload.languages.value {
+                let language_name = &language.value;
+                if !seen_languages.insert(language_name.as_str()) {
+                    self.error(
+                        language,
+                        format!(
+                            "duplicate language `{language_name}` in workload `{workload_name}`"
+                        ),
+                    );
+                    continue;
+                }
+                let template_dir = root.join("templates").join(language_name);
+                if !is_simple_name(language_name) || !template_dir.is_dir() {
+                    self.error_with_help(
+                        language,
+                        format!("language `{language_name}` has no templates: there is no folder templates/{language_name}/"),
+                        "a language is a folder templates/<language>/ of Dockerfile templates",
+                    );
+                    continue;
+                }
+                let source_dir = workload_dir.join(language_name);
+                if !source_dir.is_dir() {
+                    self.error(
+                        language,
+                        format!("workload `{workload_name}` has no {language_name} sources: there is no folder workloads/{workload_name}/{language_name}/"),
+                    );
+                    continue;
+                }
+                let language_settings = spec
+                    .languages
+                    .iter()
+                    .find(|(name, _)| name.value == *language_name)
+                    .and_then(|(_, settings)| settings.as_ref());
+                let run = self.workload_run(&manifest, workload, language_settings);
+                let Some(template_tree) = self.template_tree(&template_dir, language) else {
+                    continue;
+                };
+                let source_tree = self.source_tree(&workload_dir, language_name, language);
+                let Some(source_tree) = source_tree else {
+                    continue;
+                };
+                let defaults = self.template_defaults(&template_dir, language);
+                for variant in variants {
+                    for (target, target_at) in targets {
+                        let (template_name, template_at) = if target.is_wasm() {
+                            (&variant.wasm_template, variant.wasm_template_at)
+                        } else {
+                            (&variant.native_template, variant.native_template_at)
+                        };
+                        let template = PathBuf::from("templates")
+                            .join(language_name)
+                            .join(template_name);
+                        if !root.join(&template).is_file() {
+                            let blame = template_at.unwrap_or(
+                                if variant.name.referenced == DEFAULT_VARIANT.referenced {
+                                    target_at
+                                } else {
+                                    variant.name
+                                },
+                            );
+                            self.error(
+                                blame,
+                                format!(
+                                    "language `{language_name}` has no {} template for variant `{}`: {} is missing",
+                                    target.kind(),
+                                    variant.name.value,
+                                    template.display()
+                                ),
+                            );
+                            continue;
+                        }
+                        let language_variant_vars = language_settings.and_then(|settings| {
+                            settings
+                                .variants
+                                .iter()
+                                .find(|(name, _)| name.value == variant.name.value)
+                                .map(|(_, settings)| &settings.vars)
+                        });
+                        let layers = [
+                            Some(&spec.vars),
+                            variant.vars,
+                            language_settings.map(|settings| &settings.vars),
+                            language_variant_vars,
+                        ];
+                        let (vars, used_bases) = self.merge_vars(&defaults, &layers, bases);
+                        let context = |pattern: &str| {
+                            pattern
+                                .replace("{experiment}", &spec.experiment.value)
+                                .replace("{workload}", workload_name)
+                                .replace("{language}", language_name)
+                                .replace("{variant}", &variant.name.value)
+                        };
+                        images.push(Image {
+                            workload: workload_name.clone(),
+                            language: language_name.clone(),
+                            variant: variant.name.value.clone(),
+                            target: target.clone(),
+                            template,
+                            vars,
+                            bases: used_bases,
+                            run: run.clone(),
+                            repository: context(
+                                spec.registry
+                                    .repository
+                                    .as_ref()
+                                    .map_or(DEFAULT_REPOSITORY, |r| r.value.as_str()),
+                            ),
+                            index_tag: context(
+                                spec.registry
+                                    .tag
+                                    .as_ref()
+                                    .map_or(DEFAULT_TAG, |t| t.value.as_str()),
+                            ),
+                            template_tree,
+                            source_tree,
+                        });
+                    }
+                }
+            }
+        }
+        images
+    }
+
+    /// The language's templates and the shared includes beside the language folders.
+    fn template_tree(
+        &mut self,
+        template_dir: &Path,
+        blame: &Located<String>,
+    ) -> Option<Fingerprint> {
+        let mut builder = FingerprintBuilder::new("templates");
+        builder.fingerprint("language", self.tree_hash(template_dir, blame)?);
+        let templates = self.sources.project_root.join("templates");
+        let mut shared: Vec<PathBuf> = std::fs::read_dir(&templates)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .map(|entry| entry.path())
+                    .filter(|path| path.is_file())
+                    .collect()
+            })
+            .unwrap_or_default();
+        shared.sort();
+        for path in shared {
+            builder.str(
+                "shared",
+                &path.file_name().unwrap_or_default().to_string_lossy(),
+            );
+            builder.fingerprint("contents", self.tree_hash(&path, blame)?);
+        }
+        Some(builder.finish())
+    }
+
+    fn manifest(&mut self, path: &Path, blame: &Located<String>) -> Option<WorkloadManifest> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(error) => {
+                self.error(blame, format!("failed to read {}: {error}", path.display()));
+                return None;
+            }
+        };
+        match crate::spec::parse_workload_manifest(&text, path) {
+            Ok(manifest) => {
+                let mut valid = true;
+                if let Err(error) = regex::Regex::new(&manifest.result.value) {
+                    let location = SourceLocation::from_yaml(path, manifest.result.referenced);
+                    self.diagnostics.push(Diagnostic::at(
+                        location,
+                        format!("`result` is not a valid regex: {error}"),
+                    ));
+                    valid = false;
+                }
+                if let Some(marker) = &manifest.marker
+                    && let Err(message) = check_marker(&marker.value)
+                {
+                    let location = SourceLocation::from_yaml(path, marker.referenced);
+                    self.diagnostics.push(Diagnostic::at(location, message));
+                    valid = false;
+                }
+                valid.then_some(manifest)
+            }
+            Err(diagnostics) => {
+                self.diagnostics.0.extend(diagnostics.0);
+                None
+            }
+        }
+    }
+
+    fn workload_run(
+        &mut self,
+        manifest: &WorkloadManifest,
+        workload: &crate::spec::WorkloadSpec,
+        language: Option<&crate::spec::LanguageSpec>,
+    ) -> WorkloadRun {
+        // The most specific marker wins: language, then workload entry, then workload.yaml.
+        let spec_marker = language
+            .and_then(|language| language.marker.as_ref())
+            .or(workload.marker.as_ref());
+        if let Some(marker) = spec_marker
+            && let Err(message) = check_marker(&marker.value)
+        {
+            self.error(marker, message);
+        }
+        let marker = spec_marker.or(manifest.marker.as_ref()).map_or_else(
+            || MarkerSpec {
+                pattern: DEFAULT_MARKER_PATTERN.to_string(),
+                unit: TimeUnit::Ns,
+            },
+            |marker| marker.value.clone(),
+        );
+        WorkloadRun {
+            binary: manifest.binary.value.clone(),
+            args: workload
+                .args
+                .clone()
+                .unwrap_or_else(|| manifest.args.clone()),
+            result_pattern: manifest.result.value.clone(),
+            marker,
+        }
+    }
+
+    /// The language's sources, the workload's shared data and its manifest.
+    fn source_tree(
+        &mut self,
+        workload_dir: &Path,
+        language: &str,
+        blame: &Located<String>,
+    ) -> Option<Fingerprint> {
+        let mut builder = FingerprintBuilder::new("sources");
+        builder.fingerprint(
+            "language",
+            self.tree_hash(&workload_dir.join(language), blame)?,
+        );
+        builder.fingerprint(
+            "manifest",
+            self.tree_hash(&workload_dir.join("workload.yaml"), blame)?,
+        );
+        let data = workload_dir.join("data");
+        if data.is_dir() {
+            builder.fingerprint("data", self.tree_hash(&data, blame)?);
+        }
+        Some(builder.finish())
+    }
+
+    fn template_defaults(
+        &mut self,
+        template_dir: &Path,
+        blame: &Located<String>,
+    ) -> Map<String, Value> {
+        let path = template_dir.join("defaults.yaml");
+        if !path.is_file() {
+            return Map::new();
+        }
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(error) => {
+                self.error(blame, format!("failed to read {}: {error}", path.display()));
+                return Map::new();
+            }
+        };
+        match crate::spec::parse_template_defaults(&text, &path) {
+            Ok(defaults) => defaults,
+            Err(diagnostics) => {
+                self.diagnostics.0.extend(diagnostics.0);
+                Map::new()
+            }
+        }
+    }
+
+    /// Later layers override earlier ones key by key; `{base: name}` values
+    /// become that base's image ref and make the build depend on it.
+    fn merge_vars(
+        &mut self,
+        defaults: &Map<String, Value>,
+        layers: &[Option<&VarMap>],
+        bases: &HashMap<&str, &BaseImage>,
+    ) -> (Map<String, Value>, Vec<String>) {
+        let mut merged = defaults.clone();
+        let mut used_bases = Vec::new();
+        for layer in layers.iter().flatten() {
+            for (key, value) in *layer {
+                let mut resolved = value.value.clone();
+                let mut unknown = Vec::new();
+                replace_base_refs(&mut resolved, &mut |base_name| {
+                    if let Some(base) = bases.get(base_name) {
+                        if !used_bases.iter().any(|used| used == base_name) {
+                            used_bases.push(base_name.to_string());
+                        }
+                        // Completed with the registry address once it is known.
+                        Some(format!("{{registry}}/{}", base.image_ref))
+                    } else {
+                        unknown.push(base_name.to_string());
+                        None
+                    }
+                });
+                if !unknown.is_empty() {
+                    for base_name in unknown {
+                        self.error(
+                            value,
+                            format!("variable `{}` names unknown base `{base_name}`", key.value),
+                        );
+                    }
+                    continue;
+                }
+                merged.insert(key.value.clone(), resolved);
+            }
+        }
+        (merged, used_bases)
+    }
+
+    /// Settings under `languages:` that no workload uses are almost always typos.
+    fn check_language_settings(&mut self, variants: &[ResolvedVariant<'_>]) {
+        let spec = self.spec;
+        let used: HashSet<&str> = spec
+            .workloads
+            .value
+            .iter()
+            .flat_map(|workload| {
+                workload
+                    .languages
+                    .value
+                    .iter()
+                    .map(|language| language.value.as_str())
+            })
+            .collect();
+        for (name, settings) in &spec.languages {
+            if !used.contains(name.value.as_str()) {
+                self.error(
+                    name,
+                    format!(
+                        "settings for language `{}`, which no workload uses",
+                        name.value
+                    ),
+                );
+            }
+            for (variant, _) in settings
+                .iter()
+                .flat_map(|settings| settings.variants.iter())
+            {
+                if !variants
+                    .iter()
+                    .any(|known| known.name.value == variant.value)
+                {
+                    self.error(variant, format!("unknown variant `{}`", variant.value));
+                }
+            }
+        }
+    }
+
+    fn cells(
+        &mut self,
+        images: &[Image],
+        targets: &[(Target, &'a Located<String>)],
+        variants: &[ResolvedVariant<'_>],
+    ) -> (Vec<HostSettings>, Vec<Cell>) {
+        let spec = self.spec;
+        let directory = self.sources.hosts;
+        if spec.runs.value.is_empty() {
+            self.error(
+                &spec.runs,
+                "`runs` is empty: say which hosts run the images",
+            );
+        }
+        let mut hosts: Vec<HostSettings> = Vec::new();
+        let mut host_index: HashMap<String, usize> = HashMap::new();
+        let mut cells = Vec::new();
+        let mut seen_cells = HashSet::new();
+        let mut run_names = HashSet::new();
+        for run in &spec.runs.value {
+            if let Some(name) = &run.name
+                && !run_names.insert(name.value.as_str())
+            {
+                self.error(name, format!("duplicate run name `{}`", name.value));
+            }
+            // Which images this block covers.
+            let target_filter = self.filter(run.targets.as_deref(), "target", |text| {
+                Target::parse(text)
+                    .ok()
+                    .filter(|target| targets.iter().any(|(known, _)| known == target))
+                    .map(|target| target.slug())
+            });
+            let workload_filter = self.filter(run.workloads.as_deref(), "workload", |text| {
+                spec.workloads
+                    .value
+                    .iter()
+                    .any(|w| w.name.value == text)
+                    .then(|| text.to_string())
+            });
+            let language_filter = self.filter(run.languages.as_deref(), "language", |text| {
+                spec.workloads
+                    .value
+                    .iter()
+                    .any(|w| w.languages.value.iter().any(|l| l.value == text))
+                    .then(|| text.to_string())
+            });
+            let variant_filter = self.filter(run.variants.as_deref(), "variant", |text| {
+                variants
+                    .iter()
+                    .any(|v| v.name.value == text)
+                    .then(|| text.to_string())
+            });
+            let selected_images: Vec<usize> = (0..images.len())
+                .filter(|&index| {
+                    let image = &images[index];
+                    allows(target_filter.as_ref(), &image.target.slug())
+                        && allows(workload_filter.as_ref(), &image.workload)
+                        && allows(language_filter.as_ref(), &image.language)
+                        && allows(variant_filter.as_ref(), &image.variant)
+                })
+                .collect();
+
+            // Which hosts.
+            if run.hosts.value.is_empty() {
+                self.error(
+                    &run.hosts,
+                    "`hosts` is empty: name inventory hosts or groups",
+                );
+            }
+            let mut run_hosts: Vec<(usize, &Located<String>)> = Vec::new();
+            for pattern in &run.hosts.value {
+                let Some(names) = directory.expand(&pattern.value) else {
+                    self.error_with_help(
+                        pattern,
+                        format!("unknown host or group `{}` in {}", pattern.value, directory.source_path().display()),
+                        "`pipeline inventory --list` shows the hosts and groups the inventory defines",
+                    );
+                    continue;
+                };
+                if names.is_empty() {
+                    self.error(pattern, format!("group `{}` has no hosts", pattern.value));
+                }
+                for name in names {
+                    let index = if let Some(index) = host_index.get(&name) {
+                        *index
+                    } else {
+                        let vars = directory.host_vars(&name).cloned().unwrap_or_default();
+                        match HostSettings::from_vars(&name, &vars) {
+                            Ok(settings) => {
+                                hosts.push(settings);
+                                host_index.insert(name.clone(), hosts.len() - 1);
+                                hosts.len() - 1
+                            }
+                            Err(message) => {
+                                let location = directory.host_location(&name).map_or_else(
+                                    || self.at(pattern),
+                                    |(line, column)| {
+                                        SourceLocation::new(directory.source_path(), line, column)
+                                    },
+                                );
+                                self.diagnostics.push(Diagnostic::at(location, message));
+                                continue;
+                            }
+                        }
+                    };
+                    if !run_hosts.iter().any(|(known, _)| *known == index) {
+                        run_hosts.push((index, pattern));
+                    }
+                }
+            }
+
+            if run.engines.value.is_empty() {
+                self.error(
+                    &run.engines,
+                    "`engines` is empty: choose docker, containerd or both",
+                );
+            }
+            for engine in &run.engines.value {
+                for (host, pattern) in &run_hosts {
+                    if !hosts[*host].has_engine(engine.value.as_str()) {
+                        self.error_with_help(
+                            engine,
+                            format!(
+                                "host `{}` (from `{}`) has no {} engine",
+                                hosts[*host].name,
+                                pattern.value,
+                                engine.value.as_str()
+                            ),
+                            "list it in the host's `pipeline_engines`, or select other hosts",
+                        );
+                    }
+                }
+            }
+            let scenarios: Vec<Scenario> = match &run.scenarios {
+                Some(list) if list.value.is_empty() => {
+                    self.error(list, "`scenarios` is empty: choose fresh, cached or both");
+                    Vec::new()
+                }
+                Some(list) => {
+                    let mut unique = Vec::new();
+                    for scenario in &list.value {
+                        if unique.contains(&scenario.value) {
+                            self.error(
+                                scenario,
+                                format!("duplicate scenario `{}`", scenario.value.as_str()),
+                            );
+                        } else {
+                            unique.push(scenario.value);
+                        }
+                    }
+                    unique
+                }
+                None => vec![Scenario::Fresh],
+            };
+            let native_runtime = run
+                .runtimes
+                .native
+                .as_ref()
+                .map_or("runc", |r| r.value.as_str());
+            let wasm_runtime = run
+                .runtimes
+                .wasm
+                .as_ref()
+                .map_or("wasmtime", |r| r.value.as_str());
+
+            // Every target this block covers must have a host that can run it.
+            for (target, target_at) in targets {
+                if !allows(target_filter.as_ref(), &target.slug()) {
+                    continue;
+                }
+                let can_run = run_hosts.iter().any(|(host, _)| {
+                    host_runs(&hosts[*host], target, native_runtime, wasm_runtime)
+                });
+                if !can_run && !run_hosts.is_empty() {
+                    let blame = run
+                        .targets
+                        .as_ref()
+                        .and_then(|list| {
+                            list.iter()
+                                .find(|t| Target::parse(&t.value).ok().as_ref() == Some(target))
+                        })
+                        .unwrap_or(target_at);
+                    let needs = if target.is_wasm() {
+                        format!("a host with the `{wasm_runtime}` runtime in `pipeline_runtimes`")
+                    } else {
+                        format!(
+                            "a host with `pipeline_platform: {target}` and the `{native_runtime}` runtime"
+                        )
+                    };
+                    let selected: Vec<String> = run_hosts
+                        .iter()
+                        .map(|(host, _)| {
+                            format!("{} ({})", hosts[*host].name, hosts[*host].platform)
+                        })
+                        .collect();
+                    self.error_with_help(
+                        blame,
+                        format!("no selected host can run target `{target}`: it needs {needs}"),
+                        format!("selected hosts: {}", selected.join(", ")),
+                    );
+                }
+            }
+
+            for &image_index in &selected_images {
+                let image = &images[image_index];
+                for (host, _) in &run_hosts {
+                    if !host_runs(&hosts[*host], &image.target, native_runtime, wasm_runtime) {
+                        continue;
+                    }
+                    for engine in &run.engines.value {
+                        if !hosts[*host].has_engine(engine.value.as_str()) {
+                            continue;
+                        }
+                        for scenario in &scenarios {
+                            let runtime = if image.target.is_wasm() {
+                                wasm_runtime
+                            } else {
+                                native_runtime
+                            };
+                            let cell = Cell {
+                                image: image_index,
+                                host: *host,
+                                engine: engine.value,
+                                runtime: runtime.to_string(),
+                                scenario: *scenario,
+                            };
+                            // Two blocks may select the same cell; measure it once.
+                            if seen_cells.insert((image_index, *host, engine.value, *scenario)) {
+                                cells.push(cell);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        (hosts, cells)
+    }
+
+    /// Validates a run block's filter list, returning the normalised allowed values.
+    fn filter(
+        &mut self,
+        list: Option<&[Located<String>]>,
+        what: &str,
+        known: impl Fn(&str) -> Option<String>,
+    ) -> Option<HashSet<String>> {
+        let list = list?;
+        let mut allowed = HashSet::new();
+        for entry in list {
+            match known(&entry.value) {
+                Some(value) => {
+                    allowed.insert(value);
+                }
+                None => self.error(
+                    entry,
+                    format!(
+                        "this run block names {what} `{}`, which the experiment does not build",
+                        entry.value
+                    ),
+                ),
+            }
+        }
+        Some(allowed)
+    }
+}
+
+static DEFAULT_VARIANT: std::sync::LazyLock<Located<String>> = std::sync::LazyLock::new(|| {
+    Located::new(
+        "optimized".to_string(),
+        serde_saphyr::Location::UNKNOWN,
+        serde_saphyr::Location::UNKNOWN,
+    )
+});
+
+fn allows(filter: Option<&HashSet<String>>, value: &str) -> bool {
+    filter.is_none_or(|allowed| allowed.contains(value))
+}
+
+fn host_runs(
+    host: &HostSettings,
+    target: &Target,
+    native_runtime: &str,
+    wasm_runtime: &str,
+) -> bool {
+    match target {
+        Target::Native(platform) => host.platform == *platform && host.has_runtime(native_runtime),
+        Target::Wasm => host.has_runtime(wasm_runtime),
+    }
+}
+
+/// Covers what decides where and how a host measures; credentials, key
+/// files and concurrency do not change a measurement, so editing them (or
+/// cloning the project elsewhere) keeps every result valid.
+fn host_fingerprint(host: &HostSettings) -> Fingerprint {
+    let mut builder = FingerprintBuilder::new("host");
+    builder
+        .str("name", &host.name)
+        .str("platform", &host.platform.to_string())
+        .str("engines", &host.engines.join(","))
+        .str("runtimes", &host.runtimes.join(","))
+        .str("docker_socket", &host.docker_socket)
+        .str("containerd_socket", &host.containerd_socket)
+        .str("containerd_namespace", &host.containerd_namespace)
+        .str("cgroup_parent", host.cgroup_parent.as_deref().unwrap_or(""));
+    // Only when set, so hosts without one keep their fingerprints.
+    if let Some(endpoint) = &host.containerd_pull_endpoint {
+        builder.str("containerd_pull_endpoint", endpoint);
+    }
+    match &host.connection {
+        Connection::Local => builder.str("connection", "local"),
+        Connection::Ssh { address, port, .. } => builder
+            .str("connection", "ssh")
+            .str("address", address)
+            .str("port", &port.to_string()),
+    };
+    builder.finish()
+}
+
+fn per_kind<T>(settings: &PerStageKind<T>, kind: StageKind) -> Option<&T> {
+    match kind {
+        StageKind::Base => settings.base.as_ref(),
+        StageKind::Render => settings.render.as_ref(),
+        StageKind::Build => settings.build.as_ref(),
+        StageKind::Push => settings.push.as_ref(),
+        StageKind::Index => settings.index.as_ref(),
+        StageKind::PrepareHost => settings.prepare_host.as_ref(),
+        StageKind::Pull => settings.pull.as_ref(),
+        StageKind::Run => settings.run.as_ref(),
+        StageKind::Aggregate => settings.aggregate.as_ref(),
+    }
+}
+
+/// Replaces every `{base: name}` object inside `value` with the image ref
+/// `lookup` gives; `None` from `lookup` leaves the object as it is.
+fn replace_base_refs(value: &mut Value, lookup: &mut dyn FnMut(&str) -> Option<String>) {
+    match value {
+        Value::Object(map) if map.len() == 1 && map.get("base").is_some_and(Value::is_string) => {
+            let name = map
+                .get("base")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            if let Some(image_ref) = lookup(&name) {
+                *value = Value::String(image_ref);
+            }
+        }
+        Value::Object(map) => map
+            .values_mut()
+            .for_each(|item| replace_base_refs(item, lookup)),
+        Value::Array(items) => items
+            .iter_mut()
+            .for_each(|item| replace_base_refs(item, lookup)),
+        _ => {}
+    }
+}
+
+fn check_marker(marker: &MarkerSpec) -> Result<(), String> {
+    let regex = regex::Regex::new(&marker.pattern)
+        .map_err(|error| format!("marker `pattern` is not a valid regex: {error}"))?;
+    if regex.capture_names().flatten().any(|name| name == "ts") {
+        Ok(())
+    } else {
+        Err("marker `pattern` needs a named capture `ts` for the timestamp, as in `START=(?P<ts>\\d+)`".into())
+    }
+}
+
+fn check_placeholders(pattern: &str) -> Result<(), String> {
+    let mut rest = pattern;
+    while let Some(open) = rest.find('{') {
+        let after = &rest[open + 1..];
+        let Some(close) = after.find('}') else {
+            return Err(format!("unclosed `{{` in `{pattern}`"));
+        };
+        let name = &after[..close];
+        if !PLACEHOLDERS.contains(&name) {
+            return Err(format!(
+                "unknown placeholder `{{{name}}}`; known: {}",
+                PLACEHOLDERS.map(|p| format!("{{{p}}}")).join(", ")
+            ));
+        }
+        rest = &after[close + 1..];
+    }
+    Ok(())
+}
+
+fn is_simple_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// Base image refs in vars carry `{registry}` until the address is known.
+fn complete_registry(vars: &mut Map<String, Value>, registry: &str) {
+    fn complete(value: &mut Value, registry: &str) {
+        match value {
+            Value::String(text) => {
+                if let Some(rest) = text.strip_prefix("{registry}/") {
+                    *text = format!("{registry}/{rest}");
+                }
+            }
+            Value::Object(map) => map.values_mut().for_each(|item| complete(item, registry)),
+            Value::Array(items) => items.iter_mut().for_each(|item| complete(item, registry)),
+            _ => {}
+        }
+    }
+    vars.values_mut()
+        .for_each(|value| complete(value, registry));
+}

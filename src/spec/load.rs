@@ -1,0 +1,94 @@
+//! Reading YAML files into spec types, with every error pointing into the file.
+
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+
+use super::ExperimentSpec;
+use crate::diagnostic::{Diagnostic, Diagnostics, SourceLocation};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error("failed to read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Invalid(Diagnostics),
+}
+
+impl From<Diagnostics> for SpecError {
+    fn from(diagnostics: Diagnostics) -> Self {
+        SpecError::Invalid(diagnostics)
+    }
+}
+
+pub fn load_spec(path: &Path) -> Result<ExperimentSpec, SpecError> {
+    let text = read_text(path)?;
+    Ok(parse_spec(&text, path)?)
+}
+
+pub fn parse_spec(text: &str, path: &Path) -> Result<ExperimentSpec, Diagnostics> {
+    parse_yaml(text, path)
+}
+
+pub(crate) fn read_text(path: &Path) -> Result<String, SpecError> {
+    std::fs::read_to_string(path).map_err(|source| SpecError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Deserializes one YAML document; syntax and type errors become a located diagnostic.
+pub(crate) fn parse_yaml<T: DeserializeOwned>(text: &str, path: &Path) -> Result<T, Diagnostics> {
+    serde_saphyr::from_str::<T>(text)
+        .map_err(|error| Diagnostics(vec![yaml_diagnostic(&error, path)]))
+}
+
+fn yaml_diagnostic(error: &serde_saphyr::Error, path: &Path) -> Diagnostic {
+    let message = yaml_message(error);
+    match error.location() {
+        Some(location) if location != serde_saphyr::Location::UNKNOWN => {
+            Diagnostic::at(SourceLocation::from_yaml(path, location), message)
+        }
+        _ => Diagnostic::at(SourceLocation::new(path, 1, 1), message),
+    }
+}
+
+/// serde-saphyr's own text repeats the position and a snippet; keep only the
+/// message, since the diagnostic prints both itself.
+fn yaml_message(error: &serde_saphyr::Error) -> String {
+    let plain = error.without_snippet().to_string();
+    let first = plain.lines().next().unwrap_or("invalid yaml").trim();
+    let trimmed = match first.rfind(" at line ") {
+        Some(index) => &first[..index],
+        None => first,
+    };
+    let mut message = trimmed.trim_start_matches("error: ").to_string();
+    if let Some(first_char) = message.get(..1) {
+        let lower = first_char.to_lowercase();
+        message.replace_range(..1, &lower);
+    }
+    message
+}
+
+/// `workloads/<name>/workload.yaml`.
+pub fn parse_workload_manifest(
+    text: &str,
+    path: &Path,
+) -> Result<super::WorkloadManifest, Diagnostics> {
+    parse_yaml(text, path)
+}
+
+/// `templates/<language>/defaults.yaml`: default template variables.
+pub fn parse_template_defaults(
+    text: &str,
+    path: &Path,
+) -> Result<serde_json::Map<String, serde_json::Value>, Diagnostics> {
+    if text.trim().is_empty() {
+        return Ok(serde_json::Map::new());
+    }
+    parse_yaml(text, path)
+}

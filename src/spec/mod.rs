@@ -1,0 +1,340 @@
+//! The experiment spec: serde types that mirror the YAML, with source spans.
+//!
+//! Nothing here has behaviour beyond loading; resolution and validation live
+//! in [`crate::plan`]. Every key is documented in docs/spec.md.
+
+mod load;
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+pub use serde_saphyr::Spanned;
+
+pub use load::{
+    SpecError, load_spec, parse_spec, parse_template_defaults, parse_workload_manifest,
+};
+
+/// A value with the place in the file it came from.
+pub type Located<T> = Spanned<T>;
+
+/// One `experiments/<name>.yaml` file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExperimentSpec {
+    /// Names the experiment's results folder `out/<experiment>/`.
+    pub experiment: Located<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Folder holding `templates/` and `workloads/`, relative to the spec file;
+    /// by default the nearest ancestor of the spec file that has both.
+    #[serde(default)]
+    pub project_root: Option<Located<String>>,
+    /// Inventory file, relative to the spec file; default `inventory.yaml` at the project root.
+    #[serde(default)]
+    pub inventory: Option<Located<String>>,
+    #[serde(default)]
+    pub registry: RegistrySpec,
+    pub workloads: Located<Vec<WorkloadSpec>>,
+    /// Build variants by name; a null value takes every default.
+    #[serde(default)]
+    pub variants: Option<Located<IndexMap<Located<String>, Option<VariantSpec>>>>,
+    /// OCI platform strings (`os/arch[/variant]`) and `wasm`.
+    pub targets: Located<Vec<Located<String>>>,
+    /// Template variables for every language and variant.
+    #[serde(default)]
+    pub vars: VarMap,
+    /// Per-language settings; languages themselves come from `workloads`.
+    #[serde(default)]
+    pub languages: IndexMap<Located<String>, Option<LanguageSpec>>,
+    /// Base images the pipeline builds itself, by name.
+    #[serde(default)]
+    pub bases: IndexMap<Located<String>, BaseSpec>,
+    pub runs: Located<Vec<RunSpec>>,
+    #[serde(default)]
+    pub measure: MeasureSpec,
+    #[serde(default)]
+    pub timeouts: PerStageKind<Located<String>>,
+    #[serde(default)]
+    pub retries: PerStageKind<Located<u32>>,
+}
+
+/// Template variables: arbitrary YAML values by name.
+pub type VarMap = IndexMap<Located<String>, Located<serde_json::Value>>;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrySpec {
+    /// `host:port` the runner pushes to and hosts pull from; by default the
+    /// inventory's `pipeline_registry` variable.
+    #[serde(default)]
+    pub address: Option<Located<String>>,
+    /// Repository path; `{experiment}`, `{workload}`, `{language}` and `{variant}` are replaced.
+    #[serde(default)]
+    pub repository: Option<Located<String>>,
+    /// Tag of the multi-platform index; the same placeholders apply.
+    #[serde(default)]
+    pub tag: Option<Located<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadSpec {
+    pub name: Located<String>,
+    pub languages: Located<Vec<Located<String>>>,
+    /// Arguments after the binary; default from `workloads/<name>/workload.yaml`.
+    #[serde(default)]
+    pub args: Option<Vec<String>>,
+    #[serde(default)]
+    pub marker: Option<Located<MarkerSpec>>,
+}
+
+/// How to find the workload's main-start timestamp in its output.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MarkerSpec {
+    /// A regex with a named capture `ts`.
+    pub pattern: String,
+    pub unit: TimeUnit,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TimeUnit {
+    Ns,
+    Us,
+    Ms,
+    S,
+}
+
+impl TimeUnit {
+    pub fn nanos(self) -> u64 {
+        match self {
+            TimeUnit::Ns => 1,
+            TimeUnit::Us => 1_000,
+            TimeUnit::Ms => 1_000_000,
+            TimeUnit::S => 1_000_000_000,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VariantSpec {
+    #[serde(default)]
+    pub vars: VarMap,
+    #[serde(default)]
+    pub templates: TemplateNames,
+}
+
+/// Template file names inside `templates/<language>/`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateNames {
+    /// Default `<variant>.Dockerfile.j2`.
+    #[serde(default)]
+    pub native: Option<Located<String>>,
+    /// Default `wasm.Dockerfile.j2`.
+    #[serde(default)]
+    pub wasm: Option<Located<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LanguageSpec {
+    #[serde(default)]
+    pub vars: VarMap,
+    /// Per-variant overrides for this language only.
+    #[serde(default)]
+    pub variants: IndexMap<Located<String>, LanguageVariantSpec>,
+    #[serde(default)]
+    pub marker: Option<Located<MarkerSpec>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LanguageVariantSpec {
+    #[serde(default)]
+    pub vars: VarMap,
+}
+
+/// A base image built from Debian packages, either a fresh root file system
+/// or another base with more packages on top.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BaseSpec {
+    /// The platform of the root file system; default `linux/amd64`.
+    #[serde(default)]
+    pub platform: Option<Located<String>>,
+    #[serde(default)]
+    pub from: Option<Located<String>>,
+    #[serde(default)]
+    pub debootstrap: Option<Located<DebootstrapSpec>>,
+    #[serde(default)]
+    pub packages: Vec<String>,
+    /// Shell commands run in the image after the packages are installed.
+    #[serde(default)]
+    pub run: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DebootstrapSpec {
+    pub suite: String,
+    #[serde(default)]
+    pub variant: Option<String>,
+    /// Mirror URL; default the one the runner's apt uses.
+    #[serde(default)]
+    pub mirror: Option<String>,
+}
+
+/// One block of cells: which hosts run which images, how.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunSpec {
+    #[serde(default)]
+    pub name: Option<Located<String>>,
+    /// Inventory host or group names.
+    pub hosts: Located<Vec<Located<String>>>,
+    pub engines: Located<Vec<Located<Engine>>>,
+    #[serde(default)]
+    pub scenarios: Option<Located<Vec<Located<Scenario>>>>,
+    /// Restrict this block to some targets, workloads, languages or variants.
+    #[serde(default)]
+    pub targets: Option<Vec<Located<String>>>,
+    #[serde(default)]
+    pub workloads: Option<Vec<Located<String>>>,
+    #[serde(default)]
+    pub languages: Option<Vec<Located<String>>>,
+    #[serde(default)]
+    pub variants: Option<Vec<Located<String>>>,
+    #[serde(default)]
+    pub runtimes: RuntimeChoice,
+    /// Names of run blocks whose runs must all finish before this block starts.
+    #[serde(default)]
+    pub after: Vec<Located<String>>,
+}
+
+#[derive(
+    Debug, Clone, Copy, Deserialize, serde::Serialize, PartialEq, Eq, Hash, PartialOrd, Ord,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    Docker,
+    Containerd,
+}
+
+impl Engine {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Engine::Docker => "docker",
+            Engine::Containerd => "containerd",
+        }
+    }
+}
+
+#[derive(
+    Debug, Clone, Copy, Deserialize, serde::Serialize, PartialEq, Eq, Hash, PartialOrd, Ord,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Scenario {
+    Fresh,
+    Cached,
+}
+
+impl Scenario {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scenario::Fresh => "fresh",
+            Scenario::Cached => "cached",
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeChoice {
+    /// Default `runc`.
+    #[serde(default)]
+    pub native: Option<Located<String>>,
+    /// Default `wasmtime`.
+    #[serde(default)]
+    pub wasm: Option<Located<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MeasureSpec {
+    #[serde(default)]
+    pub repetitions: Option<Located<u32>>,
+    #[serde(default)]
+    pub warmup: Option<u32>,
+    #[serde(default)]
+    pub order: Option<RunOrder>,
+    /// Seed for `shuffled`; default derived from the experiment name.
+    #[serde(default)]
+    pub seed: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunOrder {
+    /// Repetition-major: every cell's first run, then every cell's second, ...
+    Interleaved,
+    /// A seeded permutation of all runs on a host.
+    Shuffled,
+}
+
+/// A setting per stage kind; unknown kinds are rejected by serde.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, bound(deserialize = "T: Deserialize<'de>"))]
+pub struct PerStageKind<T> {
+    #[serde(default)]
+    pub base: Option<T>,
+    #[serde(default)]
+    pub render: Option<T>,
+    #[serde(default)]
+    pub build: Option<T>,
+    #[serde(default)]
+    pub push: Option<T>,
+    #[serde(default)]
+    pub index: Option<T>,
+    #[serde(default, rename = "prepare-host")]
+    pub prepare_host: Option<T>,
+    #[serde(default)]
+    pub pull: Option<T>,
+    #[serde(default)]
+    pub run: Option<T>,
+    #[serde(default)]
+    pub aggregate: Option<T>,
+}
+
+impl<T> Default for PerStageKind<T> {
+    fn default() -> Self {
+        Self {
+            base: None,
+            render: None,
+            build: None,
+            push: None,
+            index: None,
+            prepare_host: None,
+            pull: None,
+            run: None,
+            aggregate: None,
+        }
+    }
+}
+
+/// `workloads/<name>/workload.yaml`: how a workload runs, whatever the language.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadManifest {
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The executable every language builds.
+    pub binary: Located<String>,
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Regex the workload's result line must match.
+    pub result: Located<String>,
+    #[serde(default)]
+    pub marker: Option<Located<MarkerSpec>>,
+}

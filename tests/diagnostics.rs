@@ -1,0 +1,317 @@
+//! Every kind of bad input is reported at its exact line and column, and nothing runs.
+
+mod common;
+
+use common::{Project, SPEC};
+
+/// The spec with `from` replaced by `to` (which must occur exactly once).
+fn edit(from: &str, to: &str) -> String {
+    assert_eq!(
+        SPEC.matches(from).count(),
+        1,
+        "`{from}` must occur once in the base spec"
+    );
+    SPEC.replace(from, to)
+}
+
+fn assert_error(spec: &str, expected: &str) {
+    let project = Project::new();
+    let errors = project.errors(spec);
+    assert!(
+        errors.iter().any(|error| error.starts_with(expected)),
+        "expected an error starting with\n  {expected}\ngot\n  {}",
+        errors.join("\n  ")
+    );
+}
+
+#[test]
+fn the_base_spec_is_valid() {
+    assert_eq!(Project::new().errors(SPEC), Vec::<String>::new());
+}
+
+#[test]
+fn yaml_syntax_error() {
+    assert_error(
+        &edit(
+            "targets: [linux/amd64, wasm]",
+            "targets: [linux/amd64, wasm",
+        ),
+        "experiments/demo.yaml:6:5: illegal placement",
+    );
+}
+
+#[test]
+fn unknown_key() {
+    assert_error(
+        &format!("{SPEC}repetitons: 3\n"),
+        "experiments/demo.yaml:9:1: unknown field `repetitons`",
+    );
+}
+
+#[test]
+fn wrong_type() {
+    assert_error(
+        &edit("targets: [linux/amd64, wasm]", "targets: linux/amd64"),
+        "experiments/demo.yaml:5:10: ",
+    );
+}
+
+#[test]
+fn unknown_engine() {
+    assert_error(
+        &edit("engines: [docker]", "engines: [podman]"),
+        "experiments/demo.yaml:8:15: unknown variant `podman`",
+    );
+}
+
+#[test]
+fn duplicate_key() {
+    assert_error(
+        &format!("{SPEC}experiment: again\n"),
+        "experiments/demo.yaml:9:1: duplicate mapping key",
+    );
+}
+
+#[test]
+fn missing_required_key() {
+    let spec = SPEC.lines().take(5).collect::<Vec<_>>().join("\n") + "\n";
+    assert_error(&spec, "experiments/demo.yaml:");
+    let errors = Project::new().errors(&spec);
+    assert!(errors[0].contains("missing field `runs`"), "{errors:?}");
+}
+
+#[test]
+fn unknown_host_or_group() {
+    assert_error(
+        &edit("hosts: [all]", "hosts: [all, gpu]"),
+        "experiments/demo.yaml:7:18: unknown host or group `gpu`",
+    );
+}
+
+#[test]
+fn language_without_templates() {
+    assert_error(
+        &edit("languages: [alpha]", "languages: [alpha, cobol]"),
+        "experiments/demo.yaml:4:24: language `cobol` has no templates",
+    );
+}
+
+#[test]
+fn workload_without_sources_for_a_language() {
+    let project = Project::new();
+    std::fs::remove_dir_all(project.path("workloads/hello/beta")).unwrap();
+    let errors = project.errors(&edit("languages: [alpha]", "languages: [alpha, beta]"));
+    assert_eq!(
+        errors,
+        [
+            "experiments/demo.yaml:4:24: workload `hello` has no beta sources: there is no folder workloads/hello/beta/"
+        ]
+    );
+}
+
+#[test]
+fn unknown_workload() {
+    assert_error(
+        &edit("name: hello", "name: goodbye"),
+        "experiments/demo.yaml:3:11: unknown workload `goodbye`",
+    );
+}
+
+#[test]
+fn duplicate_workload() {
+    let spec = edit(
+        "targets:",
+        "  - name: hello\n    languages: [beta]\ntargets:",
+    );
+    assert_error(
+        &spec,
+        "experiments/demo.yaml:5:11: duplicate workload `hello`",
+    );
+}
+
+#[test]
+fn duplicate_target() {
+    assert_error(
+        &edit("[linux/amd64, wasm]", "[linux/amd64, wasm, linux/x86_64]"),
+        "experiments/demo.yaml:5:30: duplicate target `linux/amd64`",
+    );
+}
+
+#[test]
+fn invalid_platform() {
+    assert_error(
+        &edit("[linux/amd64, wasm]", "[linux/amd64, arm64]"),
+        "experiments/demo.yaml:5:24: `arm64` is not an OCI platform",
+    );
+}
+
+#[test]
+fn platform_no_selected_host_can_run() {
+    let spec = edit("[linux/amd64, wasm]", "[linux/amd64, linux/riscv64]");
+    assert_error(
+        &spec,
+        "experiments/demo.yaml:5:24: no selected host can run target `linux/riscv64`",
+    );
+    // Selecting only the arm64 host leaves amd64 without a host.
+    let spec = edit("hosts: [all]", "hosts: [edge]");
+    assert_error(
+        &spec,
+        "experiments/demo.yaml:5:11: no selected host can run target `linux/amd64`",
+    );
+}
+
+#[test]
+fn empty_matrix() {
+    assert_error(
+        &edit("[linux/amd64, wasm]", "[]"),
+        "experiments/demo.yaml:5:10: `targets` is empty",
+    );
+    assert_error(
+        &edit("languages: [alpha]", "languages: []"),
+        "experiments/demo.yaml:4:16: workload `hello` has no languages",
+    );
+}
+
+#[test]
+fn engine_missing_on_a_selected_host() {
+    assert_error(
+        &edit("engines: [docker]", "engines: [docker, containerd]"),
+        "experiments/demo.yaml:8:23: host `arm` (from `all`) has no containerd engine",
+    );
+}
+
+#[test]
+fn unknown_base_reference() {
+    let spec = format!("{SPEC}vars:\n  builder_image: {{base: rust-builder}}\n");
+    assert_error(
+        &spec,
+        "experiments/demo.yaml:10:18: variable `builder_image` names unknown base `rust-builder`",
+    );
+}
+
+#[test]
+fn base_cycle_names_the_stages() {
+    let spec = format!("{SPEC}bases:\n  a:\n    from: b\n  b:\n    from: a\n");
+    let errors = Project::new().errors(&spec);
+    assert_eq!(
+        errors,
+        ["experiments/demo.yaml:10:3: base images form a cycle: base/a -> base/b -> base/a"]
+    );
+}
+
+#[test]
+fn base_from_unknown_base() {
+    let spec = format!("{SPEC}bases:\n  tools:\n    from: debian\n");
+    assert_error(
+        &spec,
+        "experiments/demo.yaml:11:11: base `tools` is built from unknown base `debian`",
+    );
+}
+
+#[test]
+fn bad_duration() {
+    let spec = format!("{SPEC}timeouts:\n  build: 10 parsecs\n");
+    assert_error(
+        &spec,
+        "experiments/demo.yaml:10:10: `10 parsecs` is not a duration",
+    );
+}
+
+#[test]
+fn unknown_stage_kind_in_retries() {
+    let spec = format!("{SPEC}retries:\n  compile: 2\n");
+    assert_error(&spec, "experiments/demo.yaml:10:3: unknown field `compile`");
+}
+
+#[test]
+fn zero_repetitions() {
+    let spec = format!("{SPEC}measure:\n  repetitions: 0\n");
+    assert_error(
+        &spec,
+        "experiments/demo.yaml:10:16: `repetitions` must be at least 1",
+    );
+}
+
+#[test]
+fn run_filter_names_something_not_built() {
+    let spec = edit(
+        "engines: [docker]",
+        "engines: [docker]\n    languages: [beta]",
+    );
+    assert_error(
+        &spec,
+        "experiments/demo.yaml:9:17: this run block names language `beta`, which the experiment does not build",
+    );
+}
+
+#[test]
+fn settings_for_an_unused_language() {
+    let spec = format!("{SPEC}languages:\n  beta:\n    vars: {{x: 1}}\n");
+    assert_error(
+        &spec,
+        "experiments/demo.yaml:10:3: settings for language `beta`, which no workload uses",
+    );
+}
+
+#[test]
+fn marker_without_timestamp_capture() {
+    let spec = edit(
+        "    languages: [alpha]",
+        "    languages: [alpha]\n    marker: {pattern: 'started', unit: ms}",
+    );
+    assert_error(
+        &spec,
+        "experiments/demo.yaml:5:13: marker `pattern` needs a named capture `ts`",
+    );
+}
+
+#[test]
+fn unknown_registry_placeholder() {
+    let spec = format!("{SPEC}registry:\n  repository: '{{project}}/{{workload}}'\n");
+    assert_error(
+        &spec,
+        "experiments/demo.yaml:10:15: unknown placeholder `{project}`",
+    );
+}
+
+#[test]
+fn variant_without_its_template() {
+    let spec = format!("{SPEC}variants:\n  optimized:\n  debug:\n");
+    assert_error(
+        &spec,
+        "experiments/demo.yaml:11:3: language `alpha` has no native template for variant `debug`",
+    );
+}
+
+#[test]
+fn duplicate_run_name() {
+    let spec = edit(
+        "  - hosts: [all]\n    engines: [docker]\n",
+        "  - name: a\n    hosts: [all]\n    engines: [docker]\n  - name: a\n    hosts: [cloud]\n    engines: [containerd]\n",
+    );
+    assert_error(&spec, "experiments/demo.yaml:10:11: duplicate run name `a`");
+}
+
+#[test]
+fn host_without_platform_points_into_the_inventory() {
+    let project = Project::new();
+    project.write(
+        "inventory.yaml",
+        &common::INVENTORY.replace("          pipeline_platform: linux/arm64\n", ""),
+    );
+    let errors = project.errors(SPEC);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].starts_with("inventory.yaml:"), "{errors:?}");
+    assert!(
+        errors[0].contains("host `arm` has no `pipeline_platform` variable"),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let spec =
+        edit("hosts: [all]", "hosts: [gpu]").replace("languages: [alpha]", "languages: [cobol]");
+    let errors = Project::new().errors(&spec);
+    assert_eq!(errors.len(), 2, "{errors:?}");
+}

@@ -1,0 +1,351 @@
+//! Expansion, dependencies and fingerprints on small graphs.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::{Project, SPEC};
+use pipeline::plan::{Plan, StageKind, Subject};
+
+fn fingerprints(plan: &Plan) -> BTreeMap<String, String> {
+    plan.graph
+        .stages()
+        .map(|(_, stage)| (stage.id.to_string(), stage.fingerprint.to_hex()))
+        .collect()
+}
+
+fn needs(plan: &Plan, id: &str) -> Vec<String> {
+    let node = plan
+        .graph
+        .stages()
+        .find(|(_, stage)| stage.id.as_str() == id)
+        .map(|(node, _)| node);
+    let node = node.unwrap_or_else(|| panic!("no stage {id}"));
+    plan.graph
+        .needs(node)
+        .into_iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+/// Ids whose fingerprint differs between two plans of the same shape.
+fn changed(before: &BTreeMap<String, String>, after: &BTreeMap<String, String>) -> Vec<String> {
+    assert_eq!(
+        before.keys().collect::<Vec<_>>(),
+        after.keys().collect::<Vec<_>>()
+    );
+    before
+        .iter()
+        .filter(|(id, fp)| after[*id] != **fp)
+        .map(|(id, _)| id.clone())
+        .collect()
+}
+
+const TWO_WORKLOADS: &str = "\
+experiment: demo
+workloads:
+  - name: hello
+    languages: [alpha, beta]
+  - name: other
+    languages: [alpha]
+targets: [linux/amd64, linux/arm64, wasm]
+runs:
+  - hosts: [all]
+    engines: [docker]
+    scenarios: [fresh, cached]
+measure:
+  repetitions: 2
+";
+
+#[test]
+fn expands_the_matrix_into_stages() {
+    let plan = Project::new().plan(SPEC).unwrap();
+    let ids: Vec<String> = plan
+        .graph
+        .stages()
+        .map(|(_, stage)| stage.id.to_string())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "render/hello/alpha/optimized/linux-amd64",
+            "build/hello/alpha/optimized/linux-amd64",
+            "push/hello/alpha/optimized/linux-amd64",
+            "render/hello/alpha/optimized/wasm",
+            "build/hello/alpha/optimized/wasm",
+            "push/hello/alpha/optimized/wasm",
+            "index/hello/alpha/optimized",
+            "prepare-host/amd",
+            "prepare-host/arm",
+            "run/hello/alpha/optimized/linux-amd64/amd/docker/fresh/0",
+            "run/hello/alpha/optimized/wasm/amd/docker/fresh/0",
+            "run/hello/alpha/optimized/wasm/arm/docker/fresh/0",
+            "aggregate",
+        ]
+    );
+    assert_eq!(
+        needs(&plan, "index/hello/alpha/optimized"),
+        [
+            "push/hello/alpha/optimized/linux-amd64",
+            "push/hello/alpha/optimized/wasm"
+        ]
+    );
+}
+
+#[test]
+fn a_hosts_runs_wait_for_its_own_images_only() {
+    let plan = Project::new().plan(TWO_WORKLOADS).unwrap();
+    assert_eq!(
+        needs(
+            &plan,
+            "run/hello/beta/optimized/linux-arm64/arm/docker/fresh/1"
+        ),
+        ["prepare-host/arm", "push/hello/beta/optimized/linux-arm64"]
+    );
+    assert_eq!(
+        needs(&plan, "run/other/alpha/optimized/wasm/amd/docker/cached/0"),
+        [
+            "prepare-host/amd",
+            "pull/other/alpha/optimized/wasm/amd/docker",
+            "push/other/alpha/optimized/wasm"
+        ]
+    );
+    assert_eq!(
+        needs(&plan, "pull/other/alpha/optimized/wasm/amd/docker"),
+        ["prepare-host/amd", "push/other/alpha/optimized/wasm"]
+    );
+    let counts = plan.graph.count_by_kind();
+    // 3 images per (workload, language) pair, 3 pairs.
+    assert_eq!(counts[StageKind::Build.index()], 9);
+    assert_eq!(counts[StageKind::Index.index()], 3);
+    // Native images run on their own host, wasm on both: 4 cells per pair, 2 scenarios, 2 repetitions.
+    assert_eq!(counts[StageKind::Run.index()], 3 * 4 * 2 * 2);
+    // One pull per cached (image, host, engine).
+    assert_eq!(counts[StageKind::Pull.index()], 3 * 4);
+    assert!(plan.graph.topological_order().is_ok());
+}
+
+#[test]
+fn fingerprints_are_stable() {
+    let project = Project::new();
+    let first = fingerprints(&project.plan(TWO_WORKLOADS).unwrap());
+    let second = fingerprints(&project.plan(TWO_WORKLOADS).unwrap());
+    assert_eq!(first, second);
+}
+
+#[test]
+fn a_source_change_changes_only_what_is_downstream_of_it() {
+    let project = Project::new();
+    let before = fingerprints(&project.plan(TWO_WORKLOADS).unwrap());
+    project.write("workloads/hello/beta/main.src", "hello in beta, faster\n");
+    let after = fingerprints(&project.plan(TWO_WORKLOADS).unwrap());
+    let changed = changed(&before, &after);
+    assert!(!changed.is_empty());
+    for id in &changed {
+        let downstream = id.contains("/hello/beta/") || id == "aggregate";
+        assert!(
+            downstream,
+            "{id} changed although it does not depend on hello/beta"
+        );
+        assert!(
+            !id.starts_with("render/"),
+            "{id}: rendering does not read the sources"
+        );
+    }
+    for kind in ["build", "push", "run"] {
+        assert!(
+            changed
+                .iter()
+                .any(|id| id.starts_with(&format!("{kind}/hello/beta/"))),
+            "no {kind} stage changed"
+        );
+    }
+    assert!(changed.contains(&"index/hello/beta/optimized".to_string()));
+    assert!(!changed.iter().any(|id| id.starts_with("prepare-host/")));
+}
+
+#[test]
+fn shared_data_changes_every_language_of_the_workload() {
+    let project = Project::new();
+    let before = fingerprints(&project.plan(TWO_WORKLOADS).unwrap());
+    project.write("workloads/hello/data/in.txt", "other input\n");
+    let changed = changed(
+        &before,
+        &fingerprints(&project.plan(TWO_WORKLOADS).unwrap()),
+    );
+    assert!(
+        changed
+            .iter()
+            .any(|id| id.starts_with("build/hello/alpha/"))
+    );
+    assert!(changed.iter().any(|id| id.starts_with("build/hello/beta/")));
+    assert!(!changed.iter().any(|id| id.contains("/other/")));
+}
+
+#[test]
+fn a_template_change_starts_at_render() {
+    let project = Project::new();
+    let before = fingerprints(&project.plan(TWO_WORKLOADS).unwrap());
+    project.write("templates/beta/wasm.Dockerfile.j2", "FROM scratch\n");
+    let changed = changed(
+        &before,
+        &fingerprints(&project.plan(TWO_WORKLOADS).unwrap()),
+    );
+    assert!(changed.contains(&"render/hello/beta/optimized/wasm".to_string()));
+    // The whole language folder is hashed, since templates may include each other.
+    assert!(changed.contains(&"render/hello/beta/optimized/linux-amd64".to_string()));
+    assert!(!changed.iter().any(|id| id.contains("/alpha/")));
+}
+
+#[test]
+fn a_host_change_touches_only_that_host() {
+    let project = Project::new();
+    let before = fingerprints(&project.plan(TWO_WORKLOADS).unwrap());
+    project.write(
+        "inventory.yaml",
+        &common::INVENTORY.replace("10.0.0.2", "10.0.0.3"),
+    );
+    let changed = changed(
+        &before,
+        &fingerprints(&project.plan(TWO_WORKLOADS).unwrap()),
+    );
+    assert!(changed.contains(&"prepare-host/arm".to_string()));
+    for id in &changed {
+        assert!(id.contains("/arm") || id == "aggregate", "{id} changed");
+    }
+}
+
+fn run_order(plan: &Plan, host: &str) -> Vec<String> {
+    let mut runs: Vec<(u32, String)> = plan
+        .graph
+        .stages()
+        .filter_map(|(_, stage)| match &stage.subject {
+            Subject::Run(run)
+                if plan.experiment.hosts[plan.experiment.cells[run.cell].host].name == host =>
+            {
+                Some((run.sequence, stage.id.to_string()))
+            }
+            _ => None,
+        })
+        .collect();
+    runs.sort();
+    runs.into_iter().map(|(_, id)| id).collect()
+}
+
+#[test]
+fn interleaved_order_runs_every_cell_once_per_round() {
+    let spec = format!("{SPEC}measure:\n  repetitions: 2\n  warmup: 1\n");
+    let plan = Project::new().plan(&spec).unwrap();
+    let order = run_order(&plan, "amd");
+    let rounds: Vec<&str> = order
+        .iter()
+        .map(|id| id.rsplit('/').next().unwrap())
+        .collect();
+    assert_eq!(rounds, ["warmup-0", "warmup-0", "0", "0", "1", "1"]);
+}
+
+#[test]
+fn shuffled_order_follows_the_seed() {
+    let project = Project::new();
+    let spec = |seed: u64| {
+        TWO_WORKLOADS.replace(
+            "  repetitions: 2\n",
+            &format!("  repetitions: 5\n  order: shuffled\n  seed: {seed}\n"),
+        )
+    };
+    let first = run_order(&project.plan(&spec(7)).unwrap(), "amd");
+    let again = run_order(&project.plan(&spec(7)).unwrap(), "amd");
+    let other = run_order(&project.plan(&spec(8)).unwrap(), "amd");
+    assert_eq!(first, again);
+    assert_ne!(first, other);
+    let mut sorted_first = first.clone();
+    let mut sorted_other = other.clone();
+    sorted_first.sort();
+    sorted_other.sort();
+    assert_eq!(
+        sorted_first, sorted_other,
+        "a shuffle reorders the same runs"
+    );
+    let interleaved = run_order(
+        &project
+            .plan(&spec(7).replace("order: shuffled", "order: interleaved"))
+            .unwrap(),
+        "amd",
+    );
+    assert_ne!(first, interleaved);
+}
+
+#[test]
+fn base_images_precede_the_builds_that_use_them() {
+    let spec = format!(
+        "{SPEC}bases:\n  os:\n    debootstrap: {{suite: trixie}}\n  tools:\n    from: os\n    packages: [gcc]\nlanguages:\n  alpha:\n    vars:\n      builder_image: {{base: tools}}\n"
+    );
+    let plan = Project::new().plan(&spec).unwrap();
+    assert_eq!(needs(&plan, "base/tools"), ["base/os"]);
+    assert_eq!(
+        needs(&plan, "build/hello/alpha/optimized/wasm"),
+        ["base/tools", "render/hello/alpha/optimized/wasm"]
+    );
+    let image = &plan.experiment.images[0];
+    let reference = image.vars["builder_image"].as_str().unwrap();
+    assert!(
+        reference.starts_with("registry.test:5000/pipeline-base/tools:"),
+        "{reference}"
+    );
+}
+
+#[test]
+fn variables_override_from_defaults_to_language_variant() {
+    let spec = format!(
+        "{SPEC}vars:\n  flags: experiment\n  level: experiment\nvariants:\n  optimized:\n    vars: {{flags: variant}}\nlanguages:\n  alpha:\n    vars: {{level: language}}\n    variants:\n      optimized:\n        vars: {{flags: language-variant}}\n"
+    );
+    let plan = Project::new().plan(&spec).unwrap();
+    let vars = &plan.experiment.images[0].vars;
+    assert_eq!(
+        vars["builder_image"], "scratch",
+        "from templates/alpha/defaults.yaml"
+    );
+    assert_eq!(vars["flags"], "language-variant");
+    assert_eq!(vars["level"], "language");
+}
+
+#[test]
+fn restricting_to_stages_keeps_everything_they_need_and_nothing_else() {
+    let project = Project::new();
+    let plan = project.plan(SPEC).expect("plan");
+    let only_index = plan
+        .graph
+        .with_needs_of(|stage| stage.kind == StageKind::Index);
+    let counts = only_index.count_by_kind();
+    assert_eq!(counts[StageKind::Index.index()], 1);
+    for kind in [
+        StageKind::PrepareHost,
+        StageKind::Pull,
+        StageKind::Run,
+        StageKind::Aggregate,
+    ] {
+        assert_eq!(counts[kind.index()], 0, "{kind}");
+    }
+    assert_eq!(
+        counts[StageKind::Push.index()],
+        plan.graph.count_by_kind()[StageKind::Push.index()]
+    );
+    // Needs survive the restriction, so the walker still orders the stages.
+    for (node, stage) in only_index.stages() {
+        if stage.kind == StageKind::Push {
+            assert_eq!(only_index.needs(node).len(), 1, "{}", stage.id);
+        }
+    }
+    // One run keeps its host's prepare stage, its image chain, and no other run.
+    let (_, first_run) = plan
+        .graph
+        .stages()
+        .find(|(_, stage)| stage.kind == StageKind::Run)
+        .expect("a run");
+    let one_run = plan.graph.with_needs_of(|stage| stage.id == first_run.id);
+    let counts = one_run.count_by_kind();
+    assert_eq!(counts[StageKind::Run.index()], 1);
+    assert_eq!(counts[StageKind::PrepareHost.index()], 1);
+    assert_eq!(counts[StageKind::Build.index()], 1);
+    assert_eq!(counts[StageKind::Aggregate.index()], 0);
+}
