@@ -1,0 +1,3 @@
+module matrix-multiplication
+
+go 1.21

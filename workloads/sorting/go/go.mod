@@ -1,0 +1,3 @@
+module sorting
+
+go 1.21
