@@ -1,0 +1,566 @@
+//! Results as Parquet: `images.parquet`, `hosts.parquet`, `results.parquet`
+//! and `summary.parquet` under `out/<experiment>/`. The columns are
+//! documented in docs/results.md.
+
+pub mod stats;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, BooleanArray, Float64Array, Int32Array, Int64Array, StringArray,
+    TimestampMillisecondArray, UInt32Array, UInt64Array,
+};
+use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use arrow::record_batch::RecordBatch;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
+
+use crate::events::{
+    EventBody, EventSink, HostFacts, ImageRecord, RunRecord, SinkError, StageEvent, StageOutput,
+};
+use crate::plan::{Plan, Subject};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ResultsError {
+    #[error("failed to write {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("failed to write {}: {message}", path.display())]
+    Parquet { path: PathBuf, message: String },
+}
+
+/// One column of a table being written.
+pub enum Column {
+    Text(Vec<Option<String>>),
+    Float(Vec<Option<f64>>),
+    Unsigned(Vec<Option<u64>>),
+    Unsigned32(Vec<Option<u32>>),
+    Signed(Vec<Option<i64>>),
+    Signed32(Vec<Option<i32>>),
+    Flag(Vec<Option<bool>>),
+    /// Milliseconds since the epoch, UTC.
+    Timestamp(Vec<Option<i64>>),
+}
+
+impl Column {
+    fn into_array(self) -> (DataType, ArrayRef) {
+        match self {
+            Column::Text(values) => (DataType::Utf8, Arc::new(StringArray::from(values))),
+            Column::Float(values) => (DataType::Float64, Arc::new(Float64Array::from(values))),
+            Column::Unsigned(values) => (DataType::UInt64, Arc::new(UInt64Array::from(values))),
+            Column::Unsigned32(values) => (DataType::UInt32, Arc::new(UInt32Array::from(values))),
+            Column::Signed(values) => (DataType::Int64, Arc::new(Int64Array::from(values))),
+            Column::Signed32(values) => (DataType::Int32, Arc::new(Int32Array::from(values))),
+            Column::Flag(values) => (DataType::Boolean, Arc::new(BooleanArray::from(values))),
+            Column::Timestamp(values) => (
+                DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+                Arc::new(TimestampMillisecondArray::from(values).with_timezone("UTC")),
+            ),
+        }
+    }
+}
+
+/// Writes a table atomically: a reader never sees half a file, and a failed
+/// write leaves the previous file in place.
+pub fn write_table(path: &Path, columns: Vec<(&str, bool, Column)>) -> Result<(), ResultsError> {
+    let io = |source| ResultsError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let parquet = |error: &dyn std::fmt::Display| ResultsError::Parquet {
+        path: path.to_path_buf(),
+        message: error.to_string(),
+    };
+    let mut fields = Vec::with_capacity(columns.len());
+    let mut arrays = Vec::with_capacity(columns.len());
+    for (name, nullable, column) in columns {
+        let (data_type, array) = column.into_array();
+        fields.push(Field::new(name, data_type, nullable));
+        arrays.push(array);
+    }
+    let schema = Arc::new(Schema::new(fields));
+    let batch =
+        RecordBatch::try_new(Arc::clone(&schema), arrays).map_err(|error| parquet(&error))?;
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(io)?;
+    }
+    let temporary = path.with_extension("parquet.tmp");
+    let file = std::fs::File::create(&temporary).map_err(io)?;
+    let properties = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .build();
+    let mut writer =
+        ArrowWriter::try_new(file, schema, Some(properties)).map_err(|error| parquet(&error))?;
+    writer.write(&batch).map_err(|error| parquet(&error))?;
+    let file = writer.into_inner().map_err(|error| parquet(&error))?;
+    file.sync_all().map_err(io)?;
+    std::fs::rename(&temporary, path).map_err(io)
+}
+
+fn text<T: ToString>(values: impl Iterator<Item = T>) -> Column {
+    Column::Text(values.map(|value| Some(value.to_string())).collect())
+}
+
+/// Collects every stage output seen in an apply (reused ones included) and
+/// writes the tables when the apply ends, so results survive failures
+/// elsewhere in the plan.
+pub struct ResultsWriter {
+    plan: Arc<Plan>,
+    dir: PathBuf,
+    images: BTreeMap<usize, ImageRecord>,
+    hosts: BTreeMap<usize, HostFacts>,
+    runs: BTreeMap<usize, RunRecord>,
+}
+
+impl ResultsWriter {
+    pub fn new(plan: Arc<Plan>, dir: &Path) -> Self {
+        ResultsWriter {
+            plan,
+            dir: dir.to_path_buf(),
+            images: BTreeMap::new(),
+            hosts: BTreeMap::new(),
+            runs: BTreeMap::new(),
+        }
+    }
+
+    fn keep(&mut self, event: &StageEvent, output: &StageOutput) {
+        let Some(node) = self.plan.graph.node(&event.stage) else {
+            return;
+        };
+        let stage = self.plan.graph.stage(node);
+        match (&stage.subject, output) {
+            (Subject::Image { image }, StageOutput::Image(record))
+                if stage.kind == crate::plan::StageKind::Push =>
+            {
+                self.images.insert(*image, record.clone());
+            }
+            (Subject::Host { host }, StageOutput::Host(facts)) => {
+                self.hosts.insert(*host, facts.clone());
+            }
+            (Subject::Run(run), StageOutput::Run(record)) if !run.warmup => {
+                self.runs.insert(node.index(), record.clone());
+            }
+            _ => {}
+        }
+    }
+
+    pub fn write(&self) -> Result<(), ResultsError> {
+        if !self.images.is_empty() {
+            write_table(
+                &self.dir.join("images.parquet"),
+                image_columns(&self.plan, &self.images),
+            )?;
+        }
+        if !self.hosts.is_empty() {
+            write_table(&self.dir.join("hosts.parquet"), host_columns(&self.hosts))?;
+        }
+        if !self.runs.is_empty() {
+            write_table(
+                &self.dir.join("results.parquet"),
+                result_columns(&self.plan, &self.runs),
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl EventSink for ResultsWriter {
+    fn on_event(&mut self, event: &StageEvent) -> Result<(), SinkError> {
+        match &event.body {
+            EventBody::Succeeded { output, .. } | EventBody::UpToDate { output } => {
+                self.keep(event, output);
+            }
+            EventBody::Failed {
+                output: Some(output),
+                ..
+            } => self.keep(event, output),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<(), SinkError> {
+        self.write().map_err(|error| SinkError {
+            path: self.dir.clone(),
+            source: std::io::Error::other(error.to_string()),
+        })
+    }
+}
+
+fn image_columns(
+    plan: &Plan,
+    images: &BTreeMap<usize, ImageRecord>,
+) -> Vec<(&'static str, bool, Column)> {
+    let experiment = &plan.experiment;
+    let rows: Vec<(&crate::plan::Image, &ImageRecord)> = images
+        .iter()
+        .map(|(index, record)| (&experiment.images[*index], record))
+        .collect();
+    vec![
+        (
+            "experiment",
+            false,
+            text(rows.iter().map(|_| &experiment.name)),
+        ),
+        (
+            "workload",
+            false,
+            text(rows.iter().map(|(image, _)| &image.workload)),
+        ),
+        (
+            "language",
+            false,
+            text(rows.iter().map(|(image, _)| &image.language)),
+        ),
+        (
+            "variant",
+            false,
+            text(rows.iter().map(|(image, _)| &image.variant)),
+        ),
+        (
+            "target",
+            false,
+            text(rows.iter().map(|(image, _)| image.target.to_string())),
+        ),
+        (
+            "platform",
+            false,
+            text(rows.iter().map(|(_, record)| &record.platform)),
+        ),
+        (
+            "image_ref",
+            false,
+            text(rows.iter().map(|(_, record)| &record.image_ref)),
+        ),
+        (
+            "digest",
+            false,
+            text(rows.iter().map(|(_, record)| &record.digest)),
+        ),
+        (
+            "host_size_bytes",
+            false,
+            Column::Unsigned(rows.iter().map(|(_, r)| Some(r.host_size_bytes)).collect()),
+        ),
+        (
+            "oci_size_bytes",
+            false,
+            Column::Unsigned(rows.iter().map(|(_, r)| Some(r.oci_size_bytes)).collect()),
+        ),
+    ]
+}
+
+fn host_columns(hosts: &BTreeMap<usize, HostFacts>) -> Vec<(&'static str, bool, Column)> {
+    let facts: Vec<&HostFacts> = hosts.values().collect();
+    vec![
+        ("host", false, text(facts.iter().map(|f| &f.host))),
+        (
+            "architecture",
+            false,
+            text(facts.iter().map(|f| &f.architecture)),
+        ),
+        ("cpu_model", false, text(facts.iter().map(|f| &f.cpu_model))),
+        (
+            "cores",
+            false,
+            Column::Unsigned32(facts.iter().map(|f| Some(f.cores)).collect()),
+        ),
+        ("kernel", false, text(facts.iter().map(|f| &f.kernel))),
+        (
+            "docker_version",
+            true,
+            Column::Text(facts.iter().map(|f| f.docker_version.clone()).collect()),
+        ),
+        (
+            "containerd_version",
+            true,
+            Column::Text(facts.iter().map(|f| f.containerd_version.clone()).collect()),
+        ),
+        (
+            "shims",
+            false,
+            Column::Text(facts.iter().map(|f| Some(f.shims.join(","))).collect()),
+        ),
+    ]
+}
+
+/// One row per measured run, in plan order.
+fn result_columns(
+    plan: &Plan,
+    runs: &BTreeMap<usize, RunRecord>,
+) -> Vec<(&'static str, bool, Column)> {
+    let experiment = &plan.experiment;
+    let rows: Vec<(&crate::plan::RunSubject, &RunRecord)> = runs
+        .iter()
+        .filter_map(|(node, record)| {
+            match &plan
+                .graph
+                .stage(petgraph::graph::NodeIndex::new(*node))
+                .subject
+            {
+                Subject::Run(run) => Some((run, record)),
+                _ => None,
+            }
+        })
+        .collect();
+    let cell = |run: &crate::plan::RunSubject| &experiment.cells[run.cell];
+    let image = |run: &crate::plan::RunSubject| &experiment.images[cell(run).image];
+    vec![
+        (
+            "experiment",
+            false,
+            text(rows.iter().map(|_| &experiment.name)),
+        ),
+        (
+            "workload",
+            false,
+            text(rows.iter().map(|(run, _)| &image(run).workload)),
+        ),
+        (
+            "language",
+            false,
+            text(rows.iter().map(|(run, _)| &image(run).language)),
+        ),
+        (
+            "variant",
+            false,
+            text(rows.iter().map(|(run, _)| &image(run).variant)),
+        ),
+        (
+            "target",
+            false,
+            text(rows.iter().map(|(run, _)| image(run).target.to_string())),
+        ),
+        (
+            "platform",
+            false,
+            text(rows.iter().map(|(run, _)| image(run).target.oci_platform())),
+        ),
+        (
+            "host",
+            false,
+            text(
+                rows.iter()
+                    .map(|(run, _)| &experiment.hosts[cell(run).host].name),
+            ),
+        ),
+        (
+            "engine",
+            false,
+            text(rows.iter().map(|(run, _)| cell(run).engine.as_str())),
+        ),
+        (
+            "runtime",
+            false,
+            text(rows.iter().map(|(run, _)| &cell(run).runtime)),
+        ),
+        (
+            "scenario",
+            false,
+            text(rows.iter().map(|(run, _)| cell(run).scenario.as_str())),
+        ),
+        (
+            "iteration",
+            false,
+            Column::Signed32(
+                rows.iter()
+                    .map(|(run, _)| i32::try_from(run.iteration).ok())
+                    .collect(),
+            ),
+        ),
+        (
+            "sequence",
+            false,
+            Column::Unsigned32(rows.iter().map(|(run, _)| Some(run.sequence)).collect()),
+        ),
+        (
+            "image_ref",
+            false,
+            text(rows.iter().map(|(_, record)| &record.image_ref)),
+        ),
+        (
+            "image_digest",
+            false,
+            text(rows.iter().map(|(_, record)| &record.image_digest)),
+        ),
+        (
+            "pull_ms",
+            true,
+            Column::Float(rows.iter().map(|(_, r)| r.pull_ms).collect()),
+        ),
+        (
+            "pulled_bytes",
+            true,
+            Column::Unsigned(rows.iter().map(|(_, r)| r.pulled_bytes).collect()),
+        ),
+        (
+            "to_main_ms",
+            true,
+            Column::Float(rows.iter().map(|(_, r)| r.to_main_ms).collect()),
+        ),
+        (
+            "run_ms",
+            true,
+            Column::Float(rows.iter().map(|(_, r)| r.run_ms).collect()),
+        ),
+        (
+            "exit_code",
+            true,
+            Column::Signed(rows.iter().map(|(_, r)| r.exit_code).collect()),
+        ),
+        (
+            "ok",
+            false,
+            Column::Flag(rows.iter().map(|(_, r)| Some(r.ok)).collect()),
+        ),
+        (
+            "started_at",
+            true,
+            Column::Timestamp(
+                rows.iter()
+                    .map(|(_, r)| r.started_at_ms.and_then(|ms| i64::try_from(ms).ok()))
+                    .collect(),
+            ),
+        ),
+        (
+            "error",
+            true,
+            Column::Text(rows.iter().map(|(_, r)| r.error.clone()).collect()),
+        ),
+    ]
+}
+
+/// Statistics per cell and metric, from the measured runs that were ok.
+pub fn write_summary(
+    plan: &Plan,
+    runs: &[(usize, RunRecord)],
+    path: &Path,
+) -> Result<usize, ResultsError> {
+    let experiment = &plan.experiment;
+    let mut by_cell: BTreeMap<usize, Vec<&RunRecord>> = BTreeMap::new();
+    for (node, record) in runs {
+        if let Subject::Run(run) = &plan
+            .graph
+            .stage(petgraph::graph::NodeIndex::new(*node))
+            .subject
+            && !run.warmup
+            && record.ok
+        {
+            by_cell.entry(run.cell).or_default().push(record);
+        }
+    }
+    let mut rows: Vec<(usize, &'static str, stats::Summary)> = Vec::new();
+    for (cell, records) in &by_cell {
+        let metrics: [(&str, Vec<f64>); 3] = [
+            (
+                "pull_ms",
+                records.iter().filter_map(|r| r.pull_ms).collect(),
+            ),
+            (
+                "to_main_ms",
+                records.iter().filter_map(|r| r.to_main_ms).collect(),
+            ),
+            ("run_ms", records.iter().filter_map(|r| r.run_ms).collect()),
+        ];
+        for (metric, values) in metrics {
+            if let Some(summary) = stats::summarize(&values) {
+                rows.push((*cell, metric, summary));
+            }
+        }
+    }
+    let cell = |index: usize| &experiment.cells[index];
+    let image = |index: usize| &experiment.images[cell(index).image];
+    let columns = vec![
+        (
+            "experiment",
+            false,
+            text(rows.iter().map(|_| &experiment.name)),
+        ),
+        (
+            "workload",
+            false,
+            text(rows.iter().map(|(c, _, _)| &image(*c).workload)),
+        ),
+        (
+            "language",
+            false,
+            text(rows.iter().map(|(c, _, _)| &image(*c).language)),
+        ),
+        (
+            "variant",
+            false,
+            text(rows.iter().map(|(c, _, _)| &image(*c).variant)),
+        ),
+        (
+            "target",
+            false,
+            text(rows.iter().map(|(c, _, _)| image(*c).target.to_string())),
+        ),
+        (
+            "host",
+            false,
+            text(
+                rows.iter()
+                    .map(|(c, _, _)| &experiment.hosts[cell(*c).host].name),
+            ),
+        ),
+        (
+            "engine",
+            false,
+            text(rows.iter().map(|(c, _, _)| cell(*c).engine.as_str())),
+        ),
+        (
+            "runtime",
+            false,
+            text(rows.iter().map(|(c, _, _)| &cell(*c).runtime)),
+        ),
+        (
+            "scenario",
+            false,
+            text(rows.iter().map(|(c, _, _)| cell(*c).scenario.as_str())),
+        ),
+        (
+            "metric",
+            false,
+            text(rows.iter().map(|(_, metric, _)| metric)),
+        ),
+        (
+            "n",
+            false,
+            Column::Unsigned(rows.iter().map(|(_, _, s)| Some(s.n as u64)).collect()),
+        ),
+        (
+            "median",
+            false,
+            Column::Float(rows.iter().map(|(_, _, s)| Some(s.median)).collect()),
+        ),
+        (
+            "mean",
+            false,
+            Column::Float(rows.iter().map(|(_, _, s)| Some(s.mean)).collect()),
+        ),
+        (
+            "std_dev",
+            false,
+            Column::Float(rows.iter().map(|(_, _, s)| Some(s.std_dev)).collect()),
+        ),
+        (
+            "ci95_low",
+            false,
+            Column::Float(rows.iter().map(|(_, _, s)| Some(s.ci95_low)).collect()),
+        ),
+        (
+            "ci95_high",
+            false,
+            Column::Float(rows.iter().map(|(_, _, s)| Some(s.ci95_high)).collect()),
+        ),
+    ];
+    write_table(path, columns)?;
+    Ok(rows.len())
+}
