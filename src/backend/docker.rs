@@ -1,0 +1,261 @@
+//! Docker Engine through its API (bollard), on the host's own socket.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use bollard::Docker;
+use bollard::models::{ContainerCreateBody, HostConfig};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, LogsOptionsBuilder,
+    RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder,
+};
+use futures::StreamExt;
+
+use super::{Engine, EngineError, PullReport, RunReport, RunRequest, now_ns};
+
+pub struct DockerEngine {
+    docker: Docker,
+    registry: super::registry::RegistryClient,
+}
+
+impl DockerEngine {
+    pub fn connect(socket: &str) -> Result<DockerEngine, EngineError> {
+        let docker = Docker::connect_with_unix(socket, 600, bollard::API_DEFAULT_VERSION).map_err(
+            |error| EngineError::Connect {
+                engine: "docker",
+                socket: socket.to_string(),
+                message: error.to_string(),
+            },
+        )?;
+        Ok(DockerEngine {
+            docker,
+            registry: super::registry::RegistryClient::new(),
+        })
+    }
+
+    pub fn client(&self) -> &Docker {
+        &self.docker
+    }
+}
+
+fn image_error<'a>(
+    action: &'static str,
+    image: &'a str,
+) -> impl Fn(bollard::errors::Error) -> EngineError + 'a {
+    move |error| EngineError::Image {
+        action,
+        image: image.to_string(),
+        message: error.to_string(),
+    }
+}
+
+impl Engine for DockerEngine {
+    async fn version(&self) -> Result<String, EngineError> {
+        let version = self
+            .docker
+            .version()
+            .await
+            .map_err(|error| EngineError::Connect {
+                engine: "docker",
+                socket: String::new(),
+                message: error.to_string(),
+            })?;
+        Ok(version.version.unwrap_or_default())
+    }
+
+    async fn has_image(&self, image_ref: &str) -> Result<bool, EngineError> {
+        match self.docker.inspect_image(image_ref).await {
+            Ok(_) => Ok(true),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(false),
+            Err(error) => Err(image_error("inspect", image_ref)(error)),
+        }
+    }
+
+    async fn remove_image(&self, image_ref: &str) -> Result<(), EngineError> {
+        let options = RemoveImageOptionsBuilder::default()
+            .force(true)
+            .noprune(false)
+            .build();
+        match self
+            .docker
+            .remove_image(image_ref, Some(options), None)
+            .await
+        {
+            Ok(_)
+            | Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(()),
+            Err(error) => Err(image_error("remove", image_ref)(error)),
+        }
+    }
+
+    async fn pull(&self, image_ref: &str, platform: &str) -> Result<PullReport, EngineError> {
+        let options = CreateImageOptionsBuilder::default()
+            .from_image(image_ref)
+            .platform(platform)
+            .build();
+        let started = Instant::now();
+        let mut stream = self.docker.create_image(Some(options), None, None);
+        // Each blob reports its total while downloading; the largest total per blob is its size.
+        // Small blobs may go straight to "Download complete" without a total;
+        // their sizes come from the registry's manifest below.
+        let mut blob_sizes: HashMap<String, u64> = HashMap::new();
+        let mut digest = String::new();
+        while let Some(item) = stream.next().await {
+            let info = item.map_err(image_error("pull", image_ref))?;
+            if let Some(error) = info.error_detail.and_then(|detail| detail.message) {
+                return Err(EngineError::Image {
+                    action: "pull",
+                    image: image_ref.to_string(),
+                    message: error,
+                });
+            }
+            let status = info.status.unwrap_or_default();
+            if let Some(found) = status.strip_prefix("Digest: ") {
+                digest = found.trim().to_string();
+            }
+            let downloading =
+                status.starts_with("Downloading") || status.starts_with("Download complete");
+            if let (Some(id), true) = (info.id, downloading) {
+                let total = info
+                    .progress_detail
+                    .and_then(|detail| detail.total)
+                    .and_then(|t| u64::try_from(t).ok());
+                let size = blob_sizes.entry(id).or_default();
+                *size = (*size).max(total.unwrap_or(0));
+            }
+        }
+        let duration = started.elapsed();
+        let unknown: Vec<String> = blob_sizes
+            .iter()
+            .filter(|(_, size)| **size == 0)
+            .map(|(id, _)| id.clone())
+            .collect();
+        if !unknown.is_empty() {
+            let sizes = super::registry::layer_sizes(&self.registry, image_ref, platform)
+                .await
+                .map_err(|error| EngineError::Image {
+                    action: "pull",
+                    image: image_ref.to_string(),
+                    message: error.to_string(),
+                })?;
+            for id in unknown {
+                let size = sizes
+                    .iter()
+                    .find(|(digest, _)| digest.trim_start_matches("sha256:").starts_with(&id))
+                    .map_or(0, |(_, size)| *size);
+                blob_sizes.insert(id, size);
+            }
+        }
+        Ok(PullReport {
+            duration,
+            digest,
+            platform_manifest_digest: String::new(),
+            bytes_transferred: blob_sizes.values().sum(),
+        })
+    }
+
+    async fn run(&self, request: &RunRequest) -> Result<RunReport, EngineError> {
+        let name = request.name.clone();
+        let failure = |error: bollard::errors::Error| EngineError::Container {
+            name: name.clone(),
+            message: error.to_string(),
+        };
+        // A container left by an interrupted earlier run would block the name.
+        let remove = RemoveContainerOptionsBuilder::default().force(true).build();
+        let _ = self
+            .docker
+            .remove_container(&request.name, Some(remove.clone()))
+            .await;
+        let options = CreateContainerOptionsBuilder::default()
+            .name(&request.name)
+            .platform(&request.platform)
+            .build();
+        let body = ContainerCreateBody {
+            image: Some(request.image_ref.clone()),
+            cmd: request.args.clone(),
+            host_config: Some(HostConfig {
+                runtime: Some(request.runtime.clone()),
+                network_mode: Some("none".to_string()),
+                ..HostConfig::default()
+            }),
+            ..ContainerCreateBody::default()
+        };
+        let create_requested_ns = now_ns();
+        self.docker
+            .create_container(Some(options), body)
+            .await
+            .map_err(failure)?;
+        let outcome = async {
+            self.docker
+                .start_container(&request.name, None)
+                .await
+                .map_err(failure)?;
+            let mut wait = self.docker.wait_container(&request.name, None);
+            let exit_code = match tokio::time::timeout(request.timeout, wait.next()).await {
+                Err(_) => {
+                    return Err(EngineError::Timeout {
+                        name: request.name.clone(),
+                        seconds: request.timeout.as_secs(),
+                    });
+                }
+                Ok(Some(Ok(response))) => response.status_code,
+                // bollard turns a non-zero exit into an error that carries the code.
+                Ok(Some(Err(bollard::errors::Error::DockerContainerWaitError {
+                    code, ..
+                }))) => code,
+                Ok(Some(Err(error))) => return Err(failure(error)),
+                Ok(None) => {
+                    return Err(EngineError::Container {
+                        name: request.name.clone(),
+                        message: "wait ended without a status".into(),
+                    });
+                }
+            };
+            let exited_ns = now_ns();
+            let (stdout, stderr) = self.output(&request.name).await.map_err(failure)?;
+            Ok(RunReport {
+                create_requested_ns,
+                task_started_event_ns: None,
+                exited_ns,
+                exit_code,
+                stdout,
+                stderr,
+            })
+        }
+        .await;
+        let _ = self
+            .docker
+            .remove_container(&request.name, Some(remove))
+            .await;
+        outcome
+    }
+}
+
+impl DockerEngine {
+    async fn output(&self, name: &str) -> Result<(String, String), bollard::errors::Error> {
+        let options = LogsOptionsBuilder::default()
+            .stdout(true)
+            .stderr(true)
+            .build();
+        let mut logs = self.docker.logs(name, Some(options));
+        let (mut stdout, mut stderr) = (String::new(), String::new());
+        while let Some(item) = logs.next().await {
+            match item? {
+                bollard::container::LogOutput::StdOut { message } => {
+                    stdout.push_str(&String::from_utf8_lossy(&message));
+                }
+                bollard::container::LogOutput::StdErr { message } => {
+                    stderr.push_str(&String::from_utf8_lossy(&message));
+                }
+                _ => {}
+            }
+        }
+        Ok((stdout, stderr))
+    }
+}
+
+/// How long a pull may take before the engine's own timeout applies.
+pub const PULL_TIMEOUT: Duration = Duration::from_secs(600);

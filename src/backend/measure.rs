@@ -1,0 +1,137 @@
+//! Turning what an engine reports into a measurement: timestamps, the
+//! marker the workload printed, and its result line.
+
+use regex::Regex;
+
+use super::{PullReport, RunReport};
+use crate::events::RunRecord;
+use crate::spec::TimeUnit;
+
+/// The checks a run's output must pass.
+#[derive(Debug, Clone)]
+pub struct OutputCheck {
+    pub marker: Regex,
+    pub marker_unit: TimeUnit,
+    pub result: Regex,
+}
+
+/// Builds the record of one run. `to_main` is the workload's main-start
+/// timestamp minus the create request's, both read on the host's clock.
+pub fn record(
+    image_ref: &str,
+    image_digest: &str,
+    pull: Option<&PullReport>,
+    run: &RunReport,
+    check: &OutputCheck,
+) -> RunRecord {
+    let main_ns = check
+        .marker
+        .captures(&run.stdout)
+        .and_then(|captures| captures.name("ts"))
+        .and_then(|value| value.as_str().parse::<u64>().ok())
+        .map(|value| value.saturating_mul(check.marker_unit.nanos()));
+    let result_ok = run.stdout.lines().any(|line| check.result.is_match(line));
+    let mut problems = Vec::new();
+    if run.exit_code != 0 {
+        problems.push(format!("exit code {}", run.exit_code));
+    }
+    if main_ns.is_none() {
+        problems.push("no main-start marker in the output".to_string());
+    }
+    if !result_ok {
+        problems.push(format!(
+            "no output line matches the result pattern `{}`",
+            check.result.as_str()
+        ));
+    }
+    if !problems.is_empty() && !run.stderr.trim().is_empty() {
+        let tail: Vec<&str> = run.stderr.lines().rev().take(3).collect();
+        problems.push(format!(
+            "stderr: {}",
+            tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+        ));
+    }
+    let ms = |ns: i128| ns as f64 / 1e6;
+    RunRecord {
+        image_ref: image_ref.to_string(),
+        image_digest: image_digest.to_string(),
+        pull_ms: pull.map(|pull| pull.duration.as_secs_f64() * 1e3),
+        pulled_bytes: pull.map(|pull| pull.bytes_transferred),
+        to_main_ms: main_ns.map(|main| ms(i128::from(main) - i128::from(run.create_requested_ns))),
+        run_ms: Some(ms(
+            i128::from(run.exited_ns) - i128::from(run.create_requested_ns)
+        )),
+        exit_code: Some(run.exit_code),
+        ok: problems.is_empty(),
+        started_at_ms: Some(run.create_requested_ns / 1_000_000),
+        error: (!problems.is_empty()).then(|| problems.join("; ")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check() -> OutputCheck {
+        OutputCheck {
+            marker: Regex::new(r"PIPELINE_MAIN_START_NS=(?P<ts>\d+)").unwrap(),
+            marker_unit: TimeUnit::Ns,
+            result: Regex::new("^PIPELINE_RESULT status=ok").unwrap(),
+        }
+    }
+
+    #[test]
+    fn to_main_is_marker_minus_create_on_one_clock() {
+        let run = RunReport {
+            create_requested_ns: 1_000_000_000,
+            task_started_event_ns: None,
+            exited_ns: 1_250_000_000,
+            exit_code: 0,
+            stdout: "PIPELINE_MAIN_START_NS=1120000000\nPIPELINE_RESULT status=ok sum=1\n".into(),
+            stderr: String::new(),
+        };
+        let record = record("r", "d", None, &run, &check());
+        assert!(record.ok, "{:?}", record.error);
+        assert!((record.to_main_ms.unwrap() - 120.0).abs() < 1e-9);
+        assert!((record.run_ms.unwrap() - 250.0).abs() < 1e-9);
+        assert_eq!(record.pull_ms, None);
+    }
+
+    #[test]
+    fn a_wrong_result_or_exit_code_is_not_ok_but_kept() {
+        let run = RunReport {
+            create_requested_ns: 0,
+            task_started_event_ns: None,
+            exited_ns: 1,
+            exit_code: 1,
+            stdout: "PIPELINE_MAIN_START_NS=5\nPIPELINE_RESULT status=fail\n".into(),
+            stderr: "boom\n".into(),
+        };
+        let record = record("r", "d", None, &run, &check());
+        assert!(!record.ok);
+        let error = record.error.unwrap();
+        assert!(
+            error.contains("exit code 1")
+                && error.contains("result pattern")
+                && error.contains("boom"),
+            "{error}"
+        );
+        assert!(record.to_main_ms.is_some());
+    }
+
+    #[test]
+    fn millisecond_markers_like_the_papers_programs() {
+        let mut check = check();
+        check.marker = Regex::new(r"Main function started at: (?P<ts>\d+) ms").unwrap();
+        check.marker_unit = TimeUnit::Ms;
+        let run = RunReport {
+            create_requested_ns: 1_000_000_000,
+            task_started_event_ns: None,
+            exited_ns: 2_000_000_000,
+            exit_code: 0,
+            stdout: "Main function started at: 1300 ms\nPIPELINE_RESULT status=ok\n".into(),
+            stderr: String::new(),
+        };
+        assert!((record("r", "d", None, &run, &check).to_main_ms.unwrap() - 300.0).abs() < 1e-9);
+    }
+}

@@ -1,0 +1,214 @@
+//! Reaching a host: one multiplexed SSH master connection per host through
+//! the system's OpenSSH (so the user's ssh config and agent apply), or the
+//! runner's own machine for `ansible_connection: local`.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+
+use openssh::{KnownHosts, Session, SessionBuilder};
+use tokio::io::AsyncWriteExt;
+
+use crate::inventory::{Connection, HostSettings};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error("failed to connect to host {host} over ssh: {message}")]
+    Connect { host: String, message: String },
+    #[error("`{command}` on host {host} failed: {message}")]
+    Command {
+        host: String,
+        command: String,
+        message: String,
+    },
+}
+
+/// How commands reach one host.
+#[derive(Clone)]
+pub enum Transport {
+    Ssh { host: String, session: Arc<Session> },
+    Local { host: String },
+}
+
+/// A finished command's output.
+pub struct CommandOutput {
+    pub status: Option<i32>,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+impl Transport {
+    /// Relative key and `known_hosts` paths are relative to the inventory's folder.
+    pub async fn connect(
+        host: &HostSettings,
+        inventory_dir: &Path,
+        control_dir: &Path,
+    ) -> Result<Transport, TransportError> {
+        let Connection::Ssh {
+            address,
+            port,
+            user,
+            private_key,
+            known_hosts,
+        } = &host.connection
+        else {
+            return Ok(Transport::Local {
+                host: host.name.clone(),
+            });
+        };
+        let resolve = |path: &str| {
+            let path = Path::new(path);
+            if path.is_absolute() {
+                path.to_path_buf()
+            } else {
+                inventory_dir.join(path)
+            }
+        };
+        let mut builder = SessionBuilder::default();
+        // Strict by default: an unknown or changed host key is an error, never a prompt.
+        builder
+            .known_hosts_check(KnownHosts::Strict)
+            .port(*port)
+            .connect_timeout(std::time::Duration::from_secs(10));
+        if let Some(user) = user {
+            builder.user(user.clone());
+        }
+        if let Some(key) = private_key {
+            builder.keyfile(resolve(key));
+        }
+        if let Some(file) = known_hosts {
+            builder.user_known_hosts_file(resolve(file));
+        }
+        std::fs::create_dir_all(control_dir).map_err(|error| TransportError::Connect {
+            host: host.name.clone(),
+            message: format!("failed to create {}: {error}", control_dir.display()),
+        })?;
+        builder.control_directory(control_dir);
+        let session = builder
+            .connect(address)
+            .await
+            .map_err(|error| TransportError::Connect {
+                host: host.name.clone(),
+                message: error.to_string(),
+            })?;
+        Ok(Transport::Ssh {
+            host: host.name.clone(),
+            session: Arc::new(session),
+        })
+    }
+
+    pub fn host(&self) -> &str {
+        match self {
+            Transport::Ssh { host, .. } | Transport::Local { host } => host,
+        }
+    }
+
+    /// Runs `program args` on the host with `input` on its stdin.
+    pub async fn run(
+        &self,
+        program: &str,
+        args: &[&str],
+        input: &[u8],
+    ) -> Result<CommandOutput, TransportError> {
+        let failure = |message: String| TransportError::Command {
+            host: self.host().to_string(),
+            command: format!("{program} {}", args.join(" ")),
+            message,
+        };
+        match self {
+            Transport::Ssh { session, .. } => {
+                let mut command = session.command(program);
+                command
+                    .args(args)
+                    .stdin(openssh::Stdio::piped())
+                    .stdout(openssh::Stdio::piped())
+                    .stderr(openssh::Stdio::piped());
+                let mut child = command
+                    .spawn()
+                    .await
+                    .map_err(|error| failure(error.to_string()))?;
+                if let Some(mut stdin) = child.stdin().take() {
+                    stdin
+                        .write_all(input)
+                        .await
+                        .map_err(|error| failure(error.to_string()))?;
+                    stdin
+                        .shutdown()
+                        .await
+                        .map_err(|error| failure(error.to_string()))?;
+                }
+                let output = child
+                    .wait_with_output()
+                    .await
+                    .map_err(|error| failure(error.to_string()))?;
+                Ok(CommandOutput {
+                    status: output.status.code(),
+                    stdout: output.stdout,
+                    stderr: output.stderr,
+                })
+            }
+            Transport::Local { .. } => {
+                let mut child = tokio::process::Command::new(program)
+                    .args(args)
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .map_err(|error| failure(error.to_string()))?;
+                if let Some(mut stdin) = child.stdin.take() {
+                    stdin
+                        .write_all(input)
+                        .await
+                        .map_err(|error| failure(error.to_string()))?;
+                    drop(stdin);
+                }
+                let output = child
+                    .wait_with_output()
+                    .await
+                    .map_err(|error| failure(error.to_string()))?;
+                Ok(CommandOutput {
+                    status: output.status.code(),
+                    stdout: output.stdout,
+                    stderr: output.stderr,
+                })
+            }
+        }
+    }
+
+    /// Puts this very binary on the host, once per version, and returns its
+    /// path there. The agent must match the host's architecture: the lab's
+    /// hosts share the runner's, and real boards need a build of their own.
+    pub async fn install_agent(
+        &self,
+        binary: &Path,
+        version: &str,
+    ) -> Result<PathBuf, TransportError> {
+        if matches!(self, Transport::Local { .. }) {
+            return Ok(binary.to_path_buf());
+        }
+        let remote = format!("/tmp/pipeline-agent-{version}");
+        let check = self.run("test", &["-x", &remote], b"").await?;
+        if check.status == Some(0) {
+            return Ok(PathBuf::from(remote));
+        }
+        let bytes = std::fs::read(binary).map_err(|error| TransportError::Command {
+            host: self.host().to_string(),
+            command: "install agent".into(),
+            message: format!("failed to read {}: {error}", binary.display()),
+        })?;
+        // A unique temporary name: hosts may share /tmp (the lab's do), and
+        // two uploads of one version must not move each other's file away.
+        let script = format!(
+            "part=$(mktemp {remote}.XXXXXX) && cat > \"$part\" && chmod 755 \"$part\" && mv -f \"$part\" {remote}"
+        );
+        let output = self.run("sh", &["-c", &script], &bytes).await?;
+        if output.status != Some(0) {
+            return Err(TransportError::Command {
+                host: self.host().to_string(),
+                command: "install agent".into(),
+                message: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+            });
+        }
+        Ok(PathBuf::from(remote))
+    }
+}

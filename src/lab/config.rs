@@ -1,0 +1,343 @@
+//! The lab's configuration files, written fresh on every `lab up`.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use super::{LabError, LabHost, LabLayout, process::run_checked, write_file};
+
+/// The registry's distribution config. With `tls` (certificate, key) it serves
+/// HTTPS; both lab registries share one storage folder, so an image pushed to
+/// the plain-HTTP one can be pulled from the TLS one at once.
+pub fn registry_config(data: &Path, address: &str, tls: Option<(&Path, &Path)>) -> String {
+    let mut text = format!(
+        "version: 0.1
+log:
+  level: info
+  formatter: text
+storage:
+  filesystem:
+    rootdirectory: {}
+  delete:
+    enabled: true
+  maintenance:
+    uploadpurging:
+      enabled: false
+http:
+  addr: {address}
+  secret: pipeline-lab-local-only
+",
+        data.display()
+    );
+    if let Some((certificate, key)) = tls {
+        let _ = write!(
+            text,
+            "  tls:\n    certificate: {}\n    key: {}\n",
+            certificate.display(),
+            key.display()
+        );
+    }
+    text
+}
+
+/// Platforms the lab's containerd runs and unpacks: the three lab CPUs and wasm.
+pub const CONTAINERD_PLATFORMS: [&str; 4] =
+    ["linux/amd64", "linux/arm64", "linux/riscv64", "wasi/wasm"];
+
+/// containerd keeps its data in the host's folder and its state in the
+/// host's private /run; blobs are not shared between namespaces, so a fresh
+/// pull in one namespace really transfers them.
+///
+/// The transfer service unpacks only the platforms listed in `unpack_config`.
+/// Each entry names the walking differ: the plugin otherwise looks for a differ
+/// registered for that platform, and the walking differ only advertises the
+/// host's, so any other platform (arm64, riscv64, wasi/wasm) made the whole
+/// transfer plugin fail to load. It just applies tar layers, whatever they hold.
+pub fn containerd_config(host_dir: &Path) -> String {
+    let quoted: Vec<String> = CONTAINERD_PLATFORMS
+        .iter()
+        .map(|platform| format!("\"{platform}\""))
+        .collect();
+    let mut text = format!(
+        r#"version = 2
+root = "{root}"
+state = "/run/containerd"
+disabled_plugins = [
+  "io.containerd.grpc.v1.cri",
+  "io.containerd.snapshotter.v1.aufs",
+  "io.containerd.snapshotter.v1.btrfs",
+  "io.containerd.snapshotter.v1.devmapper",
+  "io.containerd.snapshotter.v1.zfs",
+  "io.containerd.snapshotter.v1.blockfile",
+  "io.containerd.tracing.processor.v1.otlp",
+  "io.containerd.internal.v1.tracing",
+]
+
+[grpc]
+  address = "/run/containerd/containerd.sock"
+[ttrpc]
+  address = "/run/containerd/containerd.sock.ttrpc"
+[debug]
+  address = ""
+  level = "info"
+[metrics]
+  address = ""
+
+[plugins]
+  [plugins."io.containerd.internal.v1.opt"]
+    path = "{opt}"
+  [plugins."io.containerd.nri.v1.nri"]
+    disable = true
+  [plugins."io.containerd.metadata.v1.bolt"]
+    content_sharing_policy = "isolated"
+  [plugins."io.containerd.runtime.v2.task"]
+    platforms = [{platforms}]
+  [plugins."io.containerd.transfer.v1.local"]
+    config_path = "{certs}"
+    max_concurrent_downloads = 3
+"#,
+        root = host_dir.join("containerd/root").display(),
+        opt = host_dir.join("containerd/opt").display(),
+        certs = host_dir.join("containerd/certs.d").display(),
+        platforms = quoted.join(", "),
+    );
+    for platform in CONTAINERD_PLATFORMS {
+        let _ = write!(
+            text,
+            r#"    [[plugins."io.containerd.transfer.v1.local".unpack_config]]
+      platform = "{platform}"
+      snapshotter = "overlayfs"
+      differ = "walking"
+"#
+        );
+    }
+    text
+}
+
+pub fn registry_hosts_toml(address: &str) -> String {
+    format!(
+        "server = \"http://{address}\"\n[host.\"http://{address}\"]\n  capabilities = [\"pull\", \"resolve\", \"push\"]\n"
+    )
+}
+
+/// dockerd on the host's containerd with the containerd image store; no
+/// bridge and no iptables, so the machine's firewall is never touched.
+pub fn docker_daemon_json(host_dir: &Path, name: &str, registry: &str) -> String {
+    let value = serde_json::json!({
+        "hosts": ["unix:///run/docker.sock"],
+        "data-root": host_dir.join("docker/data"),
+        "containerd": "/run/containerd/containerd.sock",
+        "features": {"containerd-snapshotter": true, "buildkit": true},
+        "insecure-registries": [registry],
+        "iptables": false,
+        "ip6tables": false,
+        "ip-forward": false,
+        "ip-masq": false,
+        "bridge": "none",
+        "userland-proxy": false,
+        "cgroup-parent": format!("/plab-{name}"),
+        "exec-opts": ["native.cgroupdriver=cgroupfs"],
+        "log-level": "info",
+    });
+    serde_json::to_string_pretty(&value).unwrap_or_default()
+}
+
+pub fn sshd_config(layout: &LabLayout, host: &str, path: &str) -> String {
+    let dir = layout.host_dir(host);
+    format!(
+        "Port 22
+ListenAddress 0.0.0.0
+HostKey {host_key}
+PidFile /run/sshd.pid
+AuthorizedKeysFile {authorized}
+AuthenticationMethods publickey
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PermitRootLogin prohibit-password
+UsePAM no
+StrictModes no
+UseDNS no
+PrintMotd no
+PrintLastLog no
+X11Forwarding no
+AllowTcpForwarding yes
+AllowStreamLocalForwarding yes
+MaxStartups 64:30:128
+MaxSessions 64
+SetEnv PATH={path} PIPELINE_LAB_HOST={host}
+Subsystem sftp internal-sftp
+",
+        host_key = dir.join("ssh/ssh_host_ed25519_key").display(),
+        authorized = layout.ssh_dir().join("authorized_keys").display(),
+    )
+}
+
+/// The lab key, one host key per host, and the `known_hosts` file that pins them.
+pub fn ssh_keys(layout: &LabLayout, hosts: &[LabHost]) -> Result<(), LabError> {
+    let ssh = layout.ssh_dir();
+    let key = ssh.join("id_ed25519");
+    if !key.exists() {
+        std::fs::create_dir_all(&ssh).map_err(|source| LabError::Write {
+            path: ssh.clone(),
+            source,
+        })?;
+        generate_key(&key, "pipeline-lab")?;
+    }
+    let public =
+        std::fs::read_to_string(key.with_extension("pub")).map_err(|source| LabError::Write {
+            path: key.with_extension("pub"),
+            source,
+        })?;
+    write_file(&ssh.join("authorized_keys"), &public)?;
+    let mut known_hosts = String::new();
+    for host in hosts {
+        let host_key = layout.host_dir(&host.name).join("ssh/ssh_host_ed25519_key");
+        if !host_key.exists() {
+            if let Some(parent) = host_key.parent() {
+                std::fs::create_dir_all(parent).map_err(|source| LabError::Write {
+                    path: parent.to_path_buf(),
+                    source,
+                })?;
+            }
+            generate_key(&host_key, &format!("plab-{}", host.name))?;
+        }
+        let public = std::fs::read_to_string(host_key.with_extension("pub")).map_err(|source| {
+            LabError::Write {
+                path: host_key.with_extension("pub"),
+                source,
+            }
+        })?;
+        let mut fields = public.split_whitespace();
+        let (Some(kind), Some(body)) = (fields.next(), fields.next()) else {
+            return Err(LabError::Setup(format!(
+                "unreadable host key {}",
+                host_key.display()
+            )));
+        };
+        let _ = writeln!(known_hosts, "{} {kind} {body}", host.address);
+    }
+    write_file(&ssh.join("known_hosts"), &known_hosts)
+}
+
+/// The lab's certificate authority and the TLS registry's certificate, made
+/// once with the openssl CLI and kept (like the SSH keys) across `down`/`up`.
+pub struct TlsFiles {
+    pub ca: PathBuf,
+    pub certificate: PathBuf,
+    pub key: PathBuf,
+    /// The machine's CA bundle plus the lab CA: the daemons' `SSL_CERT_FILE`.
+    pub trust: PathBuf,
+}
+
+/// Where the machine keeps its CA bundle (Debian's ca-certificates).
+const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+pub fn tls_files(dir: &Path, registry_ip: &str) -> Result<TlsFiles, LabError> {
+    let files = TlsFiles {
+        ca: dir.join("ca.crt"),
+        certificate: dir.join("registry.crt"),
+        key: dir.join("registry.key"),
+        trust: dir.join("trust.pem"),
+    };
+    let ca_key = dir.join("ca.key");
+    let path = |p: &Path| p.to_string_lossy().into_owned();
+    if !(files.ca.exists() && ca_key.exists() && files.certificate.exists() && files.key.exists()) {
+        std::fs::create_dir_all(dir).map_err(|source| LabError::Write {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let request = dir.join("registry.csr");
+        let extensions = dir.join("registry.ext");
+        write_file(
+            &extensions,
+            &format!(
+                "subjectAltName=IP:{registry_ip}\nbasicConstraints=critical,CA:FALSE\n\
+                 keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n"
+            ),
+        )?;
+        let curve = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"];
+        let mut ca_args = vec!["req", "-x509", "-nodes", "-days", "3650"];
+        ca_args.extend(curve);
+        let (ca_key_text, ca_text) = (path(&ca_key), path(&files.ca));
+        ca_args.extend([
+            "-subj",
+            "/CN=pipeline lab CA",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+            "-keyout",
+            &ca_key_text,
+            "-out",
+            &ca_text,
+        ]);
+        run_checked("openssl", &ca_args)?;
+        let (key_text, request_text) = (path(&files.key), path(&request));
+        let subject = format!("/CN={registry_ip}");
+        let mut request_args = vec!["req", "-nodes"];
+        request_args.extend(curve);
+        request_args.extend([
+            "-subj",
+            &subject,
+            "-keyout",
+            &key_text,
+            "-out",
+            &request_text,
+        ]);
+        run_checked("openssl", &request_args)?;
+        let serial = path(&dir.join("ca.srl"));
+        run_checked(
+            "openssl",
+            &[
+                "x509",
+                "-req",
+                "-days",
+                "825",
+                "-in",
+                &request_text,
+                "-CA",
+                &ca_text,
+                "-CAkey",
+                &ca_key_text,
+                "-CAserial",
+                &serial,
+                "-CAcreateserial",
+                "-extfile",
+                &path(&extensions),
+                "-out",
+                &path(&files.certificate),
+            ],
+        )?;
+    }
+    // Rewritten on every `up`, so an updated system bundle is picked up.
+    let mut trust = std::fs::read_to_string(SYSTEM_CA_BUNDLE).unwrap_or_default();
+    let ca = std::fs::read_to_string(&files.ca).map_err(|source| LabError::Write {
+        path: files.ca.clone(),
+        source,
+    })?;
+    if !trust.is_empty() && !trust.ends_with('\n') {
+        trust.push('\n');
+    }
+    trust.push_str(&ca);
+    write_file(&files.trust, &trust)?;
+    Ok(files)
+}
+
+/// A new ed25519 key pair at `path` (and `path.pub`), without a passphrase.
+fn generate_key(path: &Path, comment: &str) -> Result<(), LabError> {
+    run_checked(
+        "ssh-keygen",
+        &[
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            comment,
+            "-f",
+            &path.to_string_lossy(),
+        ],
+    )?;
+    Ok(())
+}

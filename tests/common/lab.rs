@@ -1,0 +1,202 @@
+//! The shared local lab for tests that need real hosts, and tiny test images.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use pipeline::backend::oci::{ImageFile, push_image};
+use pipeline::backend::registry::{ImageRef, IndexEntry, OCI_MANIFEST, RegistryClient};
+use pipeline::lab::{LabLayout, LabState};
+
+pub fn repository() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Brings the lab up once per test binary (idempotent across binaries too).
+pub fn lab() -> &'static LabState {
+    static STATE: OnceLock<LabState> = OnceLock::new();
+    STATE.get_or_init(|| {
+        let output = Command::new(env!("CARGO_BIN_EXE_pipeline"))
+            .args(["lab", "up"])
+            .current_dir(repository())
+            .output()
+            .expect("pipeline lab up runs");
+        assert!(
+            output.status.success(),
+            "pipeline lab up failed (run scripts/install-deps first):\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        LabState::load(&layout()).expect("the lab records its state")
+    })
+}
+
+pub fn layout() -> LabLayout {
+    LabLayout {
+        root: repository().join(".lab"),
+        deps: PathBuf::new(),
+        shim: None,
+    }
+}
+
+/// A lab host's Docker socket, reached through its namespace from here.
+pub fn docker_socket(host: &str) -> String {
+    let state = lab();
+    let host = state
+        .hosts
+        .iter()
+        .find(|h| h.host.name == host)
+        .expect("lab host");
+    format!("/proc/{}/root/run/docker.sock", host.anchor)
+}
+
+/// The lab registry's `host:port`, as the runner reaches it.
+pub fn registry_address() -> String {
+    format!(
+        "{}.1:{}",
+        pipeline::lab::SUBNET,
+        pipeline::lab::REGISTRY_PORT
+    )
+}
+
+/// A lab host's containerd socket, reached through its namespace from here.
+pub fn containerd_socket(host: &str) -> PathBuf {
+    let state = lab();
+    let host = state
+        .hosts
+        .iter()
+        .find(|h| h.host.name == host)
+        .expect("lab host");
+    PathBuf::from(format!(
+        "/proc/{}/root/run/containerd/containerd.sock",
+        host.anchor
+    ))
+}
+
+/// The wasmtime shim `pipeline lab up` puts on the hosts' PATH. Tests that run
+/// wasm need it, and fail (not skip) when it was not built.
+pub fn require_shim() {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| repository().join("target"), PathBuf::from);
+    let built = target.join("release/containerd-shim-wasmtime-v1");
+    assert!(
+        built.is_file(),
+        "{} is missing: build the wasmtime shim first with \
+         `cargo build --release --locked -p containerd-shim-wasmtime` (scripts/test does)",
+        built.display()
+    );
+    let installed = repository().join(".lab/bin/containerd-shim-wasmtime-v1");
+    assert!(
+        installed.is_file(),
+        "{} is missing although the shim is built: `pipeline lab up` did not install it",
+        installed.display()
+    );
+}
+
+/// Compiles tests/programs/wasi_files.c into a WASI preview 1 command module.
+pub fn wasi_files_module() -> Vec<u8> {
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let output = dir.path().join("files.wasm");
+    let status = Command::new("clang")
+        .args([
+            "--target=wasm32-wasi",
+            "--sysroot=/usr",
+            "-O2",
+            "-Wl,--strip-all",
+            "-o",
+        ])
+        .arg(&output)
+        .arg(repository().join("tests/programs/wasi_files.c"))
+        .status()
+        .unwrap_or_else(|error| panic!("clang runs: {error}"));
+    assert!(
+        status.success(),
+        "clang --target=wasm32-wasi failed (scripts/install-deps installs wasi-libc)"
+    );
+    std::fs::read(output).expect("module")
+}
+
+/// Compiles tests/programs/hello.c statically with the given C compiler.
+pub fn hello_binary(compiler: &str) -> Vec<u8> {
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let output = dir.path().join("hello");
+    let status = Command::new(compiler)
+        .args(["-static", "-O2", "-o"])
+        .arg(&output)
+        .arg(repository().join("tests/programs/hello.c"))
+        .status()
+        .unwrap_or_else(|error| panic!("{compiler} runs: {error}"));
+    assert!(status.success(), "{compiler} failed");
+    std::fs::read(output).expect("binary")
+}
+
+/// Pushes `hello` for amd64 and arm64 under `repository:tag` with a multi-platform index.
+pub async fn push_hello(repository: &str, tag: &str) -> String {
+    push_images(repository, tag, false).await
+}
+
+/// Like `push_hello`, with a `wasi/wasm` image of tests/programs/wasi_files.c
+/// (entrypoint `/files.wasm`, `/data/input.txt` holding `lab-data`) in the index.
+pub async fn push_hello_and_wasm(repository: &str, tag: &str) -> String {
+    push_images(repository, tag, true).await
+}
+
+async fn push_images(repository: &str, tag: &str, wasm: bool) -> String {
+    let registry = format!(
+        "{}:{}",
+        pipeline::lab::SUBNET.to_string() + ".1",
+        pipeline::lab::REGISTRY_PORT
+    );
+    let client = RegistryClient::new();
+    let mut entries = Vec::new();
+    for (architecture, compiler) in [("amd64", "gcc"), ("arm64", "aarch64-linux-gnu-gcc")] {
+        let image = ImageRef::parse(&format!("{registry}/{repository}:{tag}-{architecture}"))
+            .expect("reference");
+        let files = [ImageFile {
+            path: "/hello".into(),
+            contents: hello_binary(compiler),
+            mode: 0o755,
+        }];
+        let pushed = push_image(&client, &image, "linux", architecture, &files, &["/hello"])
+            .await
+            .expect("push");
+        entries.push(IndexEntry {
+            digest: pushed.digest,
+            size: pushed.size,
+            media_type: OCI_MANIFEST.into(),
+            os: "linux".into(),
+            architecture: architecture.into(),
+            variant: None,
+        });
+    }
+    if wasm {
+        let image =
+            ImageRef::parse(&format!("{registry}/{repository}:{tag}-wasm")).expect("reference");
+        let files = [
+            ImageFile {
+                path: "/files.wasm".into(),
+                contents: wasi_files_module(),
+                mode: 0o755,
+            },
+            ImageFile {
+                path: "/data/input.txt".into(),
+                contents: b"lab-data\n".to_vec(),
+                mode: 0o644,
+            },
+        ];
+        let pushed = push_image(&client, &image, "wasi", "wasm", &files, &["/files.wasm"])
+            .await
+            .expect("push");
+        entries.push(IndexEntry {
+            digest: pushed.digest,
+            size: pushed.size,
+            media_type: OCI_MANIFEST.into(),
+            os: "wasi".into(),
+            architecture: "wasm".into(),
+            variant: None,
+        });
+    }
+    let index = ImageRef::parse(&format!("{registry}/{repository}:{tag}")).expect("reference");
+    client.put_index(&index, &entries).await.expect("index");
+    index.to_string()
+}
