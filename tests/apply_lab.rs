@@ -1,0 +1,323 @@
+//! `pipeline apply` end to end on the lab: a language the project does not
+//! ship (plain C, from tests/fixtures/language-c) is added to a copy of the
+//! tree, its images are built and pushed for amd64, arm64 and wasm, checked
+//! with an independent client (skopeo) and by the ELF headers of the
+//! binaries, then measured on two lab hosts (amd64 over SSH, arm64 under
+//! qemu) via Docker and containerd; the Parquet tables are read with pyarrow
+//! and DuckDB.
+
+#[path = "common/lab.rs"]
+mod lab;
+#[path = "common/python.rs"]
+mod python;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+const EXPERIMENT: &str = "hello-c";
+
+struct Tree {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+}
+
+/// The project's templates and workloads plus the C language, in a temporary tree.
+fn tree() -> &'static Tree {
+    static TREE: OnceLock<Tree> = OnceLock::new();
+    TREE.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("temporary folder");
+        let root = dir.path().to_path_buf();
+        for part in ["templates", "workloads"] {
+            copy_dir(&lab::repository().join(part), &root.join(part));
+        }
+        copy_dir(&lab::repository().join("tests/fixtures/language-c"), &root);
+        Tree { _dir: dir, root }
+    })
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("folder");
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", from.display()))
+        .arg(to)
+        .status()
+        .expect("cp runs");
+    assert!(status.success(), "copying {}", from.display());
+}
+
+fn pipeline(args: &[&str]) -> Output {
+    lab::lab();
+    let tree = tree();
+    Command::new(env!("CARGO_BIN_EXE_pipeline"))
+        .args(args)
+        .arg(tree.root.join(format!("experiments/{EXPERIMENT}.yaml")))
+        .arg("-i")
+        .arg(lab::repository().join(".lab/inventory.yaml"))
+        .arg("--out")
+        .arg(tree.root.join("out"))
+        .current_dir(lab::repository())
+        .output()
+        .expect("pipeline runs")
+}
+
+fn describe(output: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    // The temporary tree goes away with the test: keep failed stages' logs.
+    let mut logs = String::new();
+    for line in stderr.lines() {
+        if let Some(path) = line.trim().strip_prefix("log: ") {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(30).collect();
+            logs.push_str("--- ");
+            logs.push_str(path);
+            logs.push('\n');
+            for line in tail.into_iter().rev() {
+                logs.push_str(line);
+                logs.push('\n');
+            }
+        }
+    }
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{stderr}\n{logs}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+    )
+}
+
+fn out_dir() -> PathBuf {
+    tree().root.join("out").join(EXPERIMENT)
+}
+
+/// Builds and pushes once for every test of this file.
+fn images_applied() -> &'static Output {
+    static OUTPUT: OnceLock<Output> = OnceLock::new();
+    OUTPUT.get_or_init(|| {
+        let output = pipeline(&["apply", "--only", "index"]);
+        assert!(output.status.success(), "{}", describe(&output));
+        output
+    })
+}
+
+/// The whole experiment, after the images.
+fn measured() -> &'static Output {
+    static OUTPUT: OnceLock<Output> = OnceLock::new();
+    OUTPUT.get_or_init(|| {
+        images_applied();
+        let output = pipeline(&["apply"]);
+        assert!(output.status.success(), "{}", describe(&output));
+        output
+    })
+}
+
+fn registry() -> String {
+    lab::registry_address()
+}
+
+fn skopeo_raw(reference: &str) -> Value {
+    let output = Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{reference}"))
+        .output()
+        .expect("skopeo runs (scripts/install-deps installs it)");
+    assert!(output.status.success(), "{}", describe(&output));
+    serde_json::from_slice(&output.stdout).expect("skopeo prints JSON")
+}
+
+/// Files of a pushed image, fetched with skopeo into a folder and unpacked.
+fn image_files(reference: &str) -> Vec<(String, Vec<u8>)> {
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let output = Command::new("skopeo")
+        .args(["copy", "--src-tls-verify=false"])
+        .arg(format!("docker://{reference}"))
+        .arg(format!("dir:{}", dir.path().display()))
+        .output()
+        .expect("skopeo runs");
+    assert!(output.status.success(), "{}", describe(&output));
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("manifest.json")).unwrap()).unwrap();
+    let mut files = Vec::new();
+    for layer in manifest["layers"].as_array().expect("layers") {
+        let digest = layer["digest"].as_str().unwrap();
+        let blob = std::fs::read(dir.path().join(digest.trim_start_matches("sha256:"))).unwrap();
+        let reader: Box<dyn Read> = if blob.starts_with(&[0x1f, 0x8b]) {
+            Box::new(flate2::read::GzDecoder::new(blob.as_slice()))
+        } else {
+            Box::new(blob.as_slice())
+        };
+        let mut archive = tar::Archive::new(reader);
+        for entry in archive.entries().unwrap() {
+            let mut entry = entry.unwrap();
+            if entry.header().entry_type().is_file() {
+                let path = entry.path().unwrap().to_string_lossy().to_string();
+                let mut bytes = Vec::new();
+                entry.read_to_end(&mut bytes).unwrap();
+                files.push((path, bytes));
+            }
+        }
+    }
+    files
+}
+
+/// The ELF header's machine: 0x3e x86-64, 0xb7 AArch64, 0xf3 RISC-V.
+fn elf_machine(bytes: &[u8]) -> Option<u16> {
+    (bytes.len() > 20 && bytes.starts_with(b"\x7fELF"))
+        .then(|| u16::from_le_bytes([bytes[18], bytes[19]]))
+}
+
+#[test]
+fn the_index_lists_every_platform_and_each_binary_has_its_architecture() {
+    images_applied();
+    let index_ref = format!("{}/{EXPERIMENT}/hello-c:optimized", registry());
+    let index = skopeo_raw(&index_ref);
+    assert_eq!(
+        index["mediaType"], "application/vnd.oci.image.index.v1+json",
+        "{index}"
+    );
+    let mut platforms: Vec<(String, String)> = index["manifests"]
+        .as_array()
+        .expect("manifests")
+        .iter()
+        .map(|entry| {
+            (
+                entry["platform"]["os"].as_str().unwrap().to_string(),
+                entry["platform"]["architecture"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+            )
+        })
+        .collect();
+    platforms.sort();
+    assert_eq!(
+        platforms,
+        [
+            ("linux".to_string(), "amd64".to_string()),
+            ("linux".to_string(), "arm64".to_string()),
+            ("wasi".to_string(), "wasm".to_string()),
+        ]
+    );
+
+    for (slug, machine) in [("linux-amd64", 0x3e_u16), ("linux-arm64", 0xb7)] {
+        let reference = format!("{}/{EXPERIMENT}/hello-c:optimized-{slug}", registry());
+        let manifest = skopeo_raw(&reference);
+        let config_digest = manifest["config"]["digest"].as_str().unwrap();
+        assert!(config_digest.starts_with("sha256:"));
+        let files = image_files(&reference);
+        let binary = files
+            .iter()
+            .find(|(path, _)| path.trim_start_matches('/') == "hello")
+            .unwrap_or_else(|| panic!("{reference} holds /hello: {:?}", names(&files)));
+        assert_eq!(elf_machine(&binary.1), Some(machine), "{reference}");
+        // FROM scratch: the binary is all there is.
+        assert_eq!(files.len(), 1, "{:?}", names(&files));
+    }
+    let wasm = image_files(&format!(
+        "{}/{EXPERIMENT}/hello-c:optimized-wasm",
+        registry()
+    ));
+    let module = wasm
+        .iter()
+        .find(|(path, _)| path.ends_with("hello.wasm"))
+        .expect("the wasm image holds hello.wasm");
+    assert!(module.1.starts_with(b"\0asm"), "a wasm module");
+}
+
+fn names(files: &[(String, Vec<u8>)]) -> Vec<&str> {
+    files.iter().map(|(path, _)| path.as_str()).collect()
+}
+
+#[test]
+fn images_parquet_has_one_typed_row_per_platform_image() {
+    images_applied();
+    let rows = python::query_parquet(
+        &out_dir().join("images.parquet"),
+        "SELECT target, platform, digest, host_size_bytes, oci_size_bytes FROM t ORDER BY target",
+    );
+    let rows = rows.as_array().expect("rows");
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    let targets: Vec<&str> = rows.iter().map(|row| row[0].as_str().unwrap()).collect();
+    assert_eq!(targets, ["linux/amd64", "linux/arm64", "wasm"]);
+    for row in rows {
+        assert!(row[2].as_str().unwrap().starts_with("sha256:"), "{row}");
+        let host = row[3].as_u64().unwrap();
+        let oci = row[4].as_u64().unwrap();
+        assert!(host > 1000 && oci > 500, "{row}");
+        // Compressed in the registry, uncompressed in the engine.
+        assert!(oci < host, "{row}");
+    }
+    let types = python::parquet_types(&out_dir().join("images.parquet"));
+    assert_eq!(types["host_size_bytes"], "uint64", "{types}");
+    assert_eq!(types["oci_size_bytes"], "uint64", "{types}");
+    assert_eq!(types["digest"], "string", "{types}");
+}
+
+#[test]
+fn measures_every_cell_on_two_hosts_via_both_engines_and_resumes() {
+    measured();
+    let rows = python::query_parquet(
+        &out_dir().join("results.parquet"),
+        "SELECT host, engine, runtime, target, scenario, count(*), bool_and(ok), \
+         min(to_main_ms), max(to_main_ms), min(run_ms), min(pull_ms) \
+         FROM t GROUP BY ALL ORDER BY ALL",
+    );
+    let rows = rows.as_array().expect("rows");
+    // amd64 native + wasm on lab-amd64, arm64 native + wasm on lab-arm64;
+    // two engines, two scenarios: 16 cells of 2 repetitions.
+    assert_eq!(rows.len(), 16, "{rows:#?}");
+    for row in rows {
+        assert_eq!(row[5], 2, "two measured repetitions: {row}");
+        assert_eq!(row[6], true, "every run ok: {row}");
+        let to_main_min = row[7].as_f64().unwrap();
+        let to_main_max = row[8].as_f64().unwrap();
+        let run_min = row[9].as_f64().unwrap();
+        assert!(to_main_min > 0.0 && to_main_max < 60_000.0, "{row}");
+        assert!(run_min >= to_main_min, "{row}");
+        if row[4] == "fresh" {
+            assert!(
+                row[10].as_f64().unwrap() > 0.0,
+                "a fresh pull takes time: {row}"
+            );
+        }
+        let wasm = row[3] == "wasm";
+        assert_eq!(row[2] == "wasmtime", wasm, "{row}");
+    }
+    let types = python::parquet_types(&out_dir().join("results.parquet"));
+    for (column, expected) in [
+        ("pull_ms", "double"),
+        ("to_main_ms", "double"),
+        ("run_ms", "double"),
+        ("exit_code", "int64"),
+        ("ok", "bool"),
+        ("iteration", "int32"),
+        ("host", "string"),
+    ] {
+        assert_eq!(types[column], expected, "{column}: {types}");
+    }
+
+    // Nothing changed: a second apply reuses every stage and keeps the results.
+    let again = pipeline(&["apply"]);
+    assert!(again.status.success(), "{}", describe(&again));
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(stderr.contains(" 0 done,"), "{stderr}");
+    let count = python::query_parquet(&out_dir().join("results.parquet"), "SELECT count(*) FROM t");
+    assert_eq!(count[0][0], 32, "{count}");
+
+    let status = pipeline(&["status"]);
+    assert!(status.status.success(), "{}", describe(&status));
+    let text = String::from_utf8_lossy(&status.stdout);
+    let run_line = text
+        .lines()
+        .find(|line| line.starts_with("run "))
+        .unwrap_or_else(|| panic!("a run line: {text}"));
+    let counts: Vec<&str> = run_line.split_whitespace().skip(1).collect();
+    assert_eq!(counts, ["48", "0", "0", "0"], "{text}");
+    assert!(
+        !text.lines().any(|line| line.starts_with("failed ")),
+        "{text}"
+    );
+}
