@@ -20,3 +20,4 @@ pub mod progress;
 pub mod render;
 pub mod results;
 pub mod spec;
+pub mod system;

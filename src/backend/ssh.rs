@@ -150,6 +150,7 @@ impl Transport {
             Transport::Local { .. } => {
                 let mut child = tokio::process::Command::new(program)
                     .args(args)
+                    .env("PATH", crate::system::admin_path())
                     .stdin(Stdio::piped())
                     .stdout(Stdio::piped())
                     .stderr(Stdio::piped())

@@ -274,7 +274,14 @@ pub fn up(
     config::ssh_keys(layout, hosts)?;
     let tls = config::tls_files(&layout.tls_dir(), &format!("{SUBNET}.1"))?;
     report("network: bridge and host namespaces");
-    network_up(hosts)?;
+    // Namespaces outlive the processes that used them: a run that was killed,
+    // or a checkout whose .lab was removed, leaves them behind without a state
+    // file. Their names are the lab's own, so they are cleared before use.
+    network_down();
+    if let Err(error) = network_up(hosts) {
+        network_down();
+        return Err(error);
+    }
     let mut state = LabState {
         config: fingerprint,
         ..LabState::default()
@@ -401,6 +408,35 @@ fn host_namespace(host: &str) -> String {
     format!("plab-{host}")
 }
 
+/// Removes the bridge and every `plab-` namespace; quiet when there are none.
+/// The root end of the bridge link is deleted explicitly: namespace teardown
+/// in the kernel is asynchronous, and a quick `up` after `down` would
+/// otherwise find it still there.
+fn network_down() {
+    if run_checked("ip", &["link", "show", BRIDGE]).is_ok() {
+        let _ = run_checked("ip", &["link", "del", BRIDGE]);
+    }
+    for namespace in process::lab_namespaces() {
+        let _ = run_checked("ip", &["netns", "del", &namespace]);
+    }
+}
+
+/// The lab is IPv4 only; IPv6 link-local chatter would only add noise to
+/// pull timings. Best effort: a kernel without IPv6, or a read-only
+/// /proc/sys, has nothing to turn off or does not let us, and the lab works
+/// either way. nsenter rather than `ip netns exec`, which also remounts /sys.
+fn disable_ipv6(namespace: &str) {
+    let _ = run_checked(
+        "nsenter",
+        &[
+            &format!("--net=/run/netns/{namespace}"),
+            "sysctl",
+            "-qw",
+            "net.ipv6.conf.all.disable_ipv6=1",
+        ],
+    );
+}
+
 fn network_up(hosts: &[LabHost]) -> Result<(), LabError> {
     // The bridge lives in a namespace of its own: bridged frames between hosts
     // would otherwise cross the machine's FORWARD chain, which Docker sets to DROP.
@@ -411,17 +447,7 @@ fn network_up(hosts: &[LabHost]) -> Result<(), LabError> {
         run_checked("ip", &full)
     };
     ip(&["netns", "add", SWITCH_NAMESPACE])?;
-    run_checked(
-        "ip",
-        &[
-            "netns",
-            "exec",
-            SWITCH_NAMESPACE,
-            "sysctl",
-            "-qw",
-            "net.ipv6.conf.all.disable_ipv6=1",
-        ],
-    )?;
+    disable_ipv6(SWITCH_NAMESPACE);
     in_switch(&["link", "set", "lo", "up"])?;
     in_switch(&["link", "add", "name", BRIDGE, "type", "bridge"])?;
     in_switch(&["link", "set", BRIDGE, "up"])?;
@@ -449,17 +475,7 @@ fn network_up(hosts: &[LabHost]) -> Result<(), LabError> {
         let namespace = host_namespace(&host.name);
         let port = format!("p-{}", host.name);
         ip(&["netns", "add", &namespace])?;
-        run_checked(
-            "ip",
-            &[
-                "netns",
-                "exec",
-                &namespace,
-                "sysctl",
-                "-qw",
-                "net.ipv6.conf.all.disable_ipv6=1",
-            ],
-        )?;
+        disable_ipv6(&namespace);
         in_switch(&[
             "link", "add", "name", &port, "type", "veth", "peer", "name", "eth0", "netns",
             &namespace,
@@ -720,13 +736,8 @@ pub fn down(layout: &LabLayout, report: &mut dyn FnMut(&str)) -> Result<(), LabE
         process::remove_cgroups("plab-builder");
         let _ = std::fs::remove_file(layout.state_file());
     }
-    // Namespaces go last. The root end of the bridge link is deleted
-    // explicitly: namespace teardown in the kernel is asynchronous, and a
-    // quick `up` after `down` would otherwise find it still there.
-    let _ = run_checked("ip", &["link", "del", BRIDGE]);
-    for namespace in process::lab_namespaces() {
-        let _ = run_checked("ip", &["netns", "del", &namespace]);
-    }
+    // Namespaces go last.
+    network_down();
     report("the lab is down");
     Ok(())
 }

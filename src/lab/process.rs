@@ -7,6 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::LabError;
+use crate::system::admin_path;
 
 /// A program started detached, in a process group of its own (so a Ctrl-C
 /// at the terminal does not reach it), with its output in a log file.
@@ -61,6 +62,7 @@ impl Daemon {
         };
         let child = Command::new(&self.program)
             .args(&self.args)
+            .env("PATH", admin_path())
             .stdin(Stdio::null())
             .stdout(output.0)
             .stderr(output.1)
@@ -76,6 +78,7 @@ impl Daemon {
 pub fn run_checked(program: &str, args: &[&str]) -> Result<String, LabError> {
     let output = Command::new(program)
         .args(args)
+        .env("PATH", admin_path())
         .stdin(Stdio::null())
         .output()
         .map_err(|error| LabError::Command {
