@@ -160,12 +160,21 @@ async fn measure_with(
         let pull = match request.scenario {
             // Fresh: nothing of the image may be left, so the pull transfers every blob.
             Scenario::Fresh => {
-                engine.remove_image(&request.image_ref).await?;
+                engine
+                    .make_fresh(&request.image_ref, &request.platform)
+                    .await?;
                 engine.pull(&request.image_ref, &request.platform).await?
             }
             // Cached: the image is present; the pull is a timed no-op that
             // only checks the registry, as `docker run --pull always` would.
-            Scenario::Cached => engine.pull(&request.image_ref, &request.platform).await?,
+            // A fresh cell of an image sharing a layer may have evicted it
+            // since the pull stage: it is put back first, untimed.
+            Scenario::Cached => {
+                if !engine.has_image(&request.image_ref).await? {
+                    engine.pull(&request.image_ref, &request.platform).await?;
+                }
+                engine.pull(&request.image_ref, &request.platform).await?
+            }
         };
         let run = engine
             .run(&RunRequest {
@@ -183,6 +192,13 @@ async fn measure_with(
             measured.ok = false;
             measured.error =
                 Some("a fresh pull transferred no bytes: the image was still cached".into());
+        }
+        if request.scenario == Scenario::Cached && pull.bytes_transferred > 0 {
+            measured.ok = false;
+            measured.error = Some(format!(
+                "a cached pull transferred {} bytes: the image was not all there",
+                pull.bytes_transferred
+            ));
         }
         Ok(measured)
     }

@@ -14,7 +14,7 @@ mod python;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 use serde_json::Value;
 
@@ -51,15 +51,28 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 fn pipeline(args: &[&str]) -> Output {
-    lab::lab();
     let tree = tree();
+    pipeline_with(
+        args,
+        &tree.root.join(format!("experiments/{EXPERIMENT}.yaml")),
+        &lab::repository().join(".lab/inventory.yaml"),
+        &tree.root.join("out"),
+    )
+}
+
+fn pipeline_with(args: &[&str], experiment: &Path, inventory: &Path, out: &Path) -> Output {
+    // One apply at a time: they share the lab hosts' image stores, and a
+    // fresh pull removes the image another run may be measuring.
+    static APPLY: Mutex<()> = Mutex::new(());
+    lab::lab();
+    let _turn = APPLY.lock().unwrap_or_else(PoisonError::into_inner);
     Command::new(env!("CARGO_BIN_EXE_pipeline"))
         .args(args)
-        .arg(tree.root.join(format!("experiments/{EXPERIMENT}.yaml")))
+        .arg(experiment)
         .arg("-i")
-        .arg(lab::repository().join(".lab/inventory.yaml"))
+        .arg(inventory)
         .arg("--out")
-        .arg(tree.root.join("out"))
+        .arg(out)
         .current_dir(lab::repository())
         .output()
         .expect("pipeline runs")
@@ -95,23 +108,34 @@ fn out_dir() -> PathBuf {
 
 /// Builds and pushes once for every test of this file.
 fn images_applied() -> &'static Output {
-    static OUTPUT: OnceLock<Output> = OnceLock::new();
-    OUTPUT.get_or_init(|| {
-        let output = pipeline(&["apply", "--only", "index"]);
-        assert!(output.status.success(), "{}", describe(&output));
-        output
-    })
+    static OUTPUT: OnceLock<Result<Output, String>> = OnceLock::new();
+    succeeded(OUTPUT.get_or_init(|| checked(pipeline(&["apply", "--only", "index"]))))
 }
 
 /// The whole experiment, after the images.
 fn measured() -> &'static Output {
-    static OUTPUT: OnceLock<Output> = OnceLock::new();
-    OUTPUT.get_or_init(|| {
+    static OUTPUT: OnceLock<Result<Output, String>> = OnceLock::new();
+    succeeded(OUTPUT.get_or_init(|| {
         images_applied();
-        let output = pipeline(&["apply"]);
-        assert!(output.status.success(), "{}", describe(&output));
-        output
-    })
+        checked(pipeline(&["apply"]))
+    }))
+}
+
+fn checked(output: Output) -> Result<Output, String> {
+    if output.status.success() {
+        Ok(output)
+    } else {
+        Err(describe(&output))
+    }
+}
+
+/// A shared step's failure is kept, so every test that depends on it reports
+/// the first run's error instead of running the step again.
+fn succeeded(result: &Result<Output, String>) -> &Output {
+    match result {
+        Ok(output) => output,
+        Err(message) => panic!("{message}"),
+    }
 }
 
 fn registry() -> String {
@@ -320,4 +344,74 @@ fn measures_every_cell_on_two_hosts_via_both_engines_and_resumes() {
         !text.lines().any(|line| line.starts_with("failed ")),
         "{text}"
     );
+}
+
+/// `ansible_connection: local`: the runner measures on its own machine, with
+/// no address, key or sshd involved. The host's engine here is lab-amd64's
+/// Docker, reached through its namespace, so the run is real but needs no
+/// engine of the machine's own.
+#[test]
+fn a_local_host_is_measured_without_ssh() {
+    measured();
+    let tree = tree();
+    let fixture =
+        std::fs::read_to_string(tree.root.join(format!("experiments/{EXPERIMENT}.yaml"))).unwrap();
+    let mut spec = fixture.replace("experiment: hello-c\n", "experiment: hello-c-local\n");
+    let runs_start = spec.find("runs:").expect("the fixture has runs");
+    let runs_end = spec.find("measure:").expect("the fixture has measure");
+    spec.replace_range(
+        runs_start..runs_end,
+        "runs:\n  - name: runner\n    hosts: [runner]\n    engines: [docker]\n    scenarios: [fresh, cached]\n\n",
+    );
+    spec = spec.replace(
+        "targets: [linux/amd64, linux/arm64, wasm]",
+        "targets: [linux/amd64]",
+    );
+    assert!(spec.contains("hello-c-local") && spec.contains("[runner]"));
+    let experiment = tree.root.join("experiments/hello-c-local.yaml");
+    std::fs::write(&experiment, spec).unwrap();
+    let inventory = tree.root.join("local-inventory.yaml");
+    std::fs::write(
+        &inventory,
+        format!(
+            "all:\n  vars:\n    pipeline_registry: {}\n  hosts:\n    runner:\n      \
+             ansible_connection: local\n      pipeline_platform: linux/amd64\n      \
+             pipeline_engines: [docker]\n      pipeline_docker_socket: {}\n      \
+             pipeline_cgroup_parent: /plab-lab-amd64\n",
+            registry(),
+            lab::docker_socket("lab-amd64"),
+        ),
+    )
+    .unwrap();
+    let out = tree.root.join("out-local");
+    let output = pipeline_with(&["apply"], &experiment, &inventory, &out);
+    assert!(output.status.success(), "{}", describe(&output));
+
+    let results = out.join("hello-c-local/results.parquet");
+    let rows = python::query_parquet(
+        &results,
+        "SELECT host, engine, runtime, scenario, count(*), bool_and(ok), min(pull_ms), \
+         min(to_main_ms) FROM t GROUP BY ALL ORDER BY ALL",
+    );
+    let rows = rows.as_array().expect("rows");
+    assert_eq!(rows.len(), 2, "{rows:#?}");
+    for row in rows {
+        assert_eq!(row[0], "runner", "{row}");
+        assert_eq!(row[1], "docker", "{row}");
+        assert_eq!(row[2], "runc", "{row}");
+        assert_eq!(row[4], 2, "two measured repetitions: {row}");
+        assert_eq!(row[5], true, "every run ok: {row}");
+        assert!(row[7].as_f64().unwrap() > 0.0, "{row}");
+    }
+    assert!(rows[0][3] == "cached" && rows[1][3] == "fresh", "{rows:#?}");
+    assert!(
+        rows[1][6].as_f64().unwrap() > 0.0,
+        "a fresh pull: {rows:#?}"
+    );
+    let hosts = python::query_parquet(
+        &out.join("hello-c-local/hosts.parquet"),
+        "SELECT host, architecture FROM t",
+    );
+    assert_eq!(hosts[0][0], "runner", "{hosts}");
+    assert_eq!(hosts[0][1], "x86_64", "{hosts}");
 }

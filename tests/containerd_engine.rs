@@ -65,7 +65,7 @@ fn request(host: &str, image: &str, platform: &str, runtime: &str, name: &str) -
 async fn fresh_pull_and_run(engine: &impl Engine, request: &RunRequest) -> (RunRecord, String) {
     let image = request.image_ref.as_str();
     let platform = request.platform.as_str();
-    engine.remove_image(image).await.unwrap();
+    engine.make_fresh(image, platform).await.unwrap();
     assert!(!engine.has_image(image).await.unwrap());
     let pull = engine.pull(image, platform).await.unwrap();
     assert!(
@@ -111,7 +111,7 @@ async fn fresh_pull_and_run(engine: &impl Engine, request: &RunRequest) -> (RunR
 #[tokio::test(flavor = "multi_thread")]
 async fn containerd_pulls_and_runs_native_and_emulated_images_with_runc() {
     lab::lab();
-    let image = lab::push_hello("tests/hello", "containerd-runc").await;
+    let image = lab::push_hello("tests/hello-containerd-runc", "containerd-runc").await;
     for (host, platform) in [("lab-amd64", "linux/amd64"), ("lab-arm64", "linux/arm64")] {
         let engine = containerd(host, "pipeline-test-runc").await;
         let request = request(host, &image, platform, RUNC, &format!("runc-{host}"));
@@ -128,7 +128,7 @@ async fn containerd_pulls_and_runs_native_and_emulated_images_with_runc() {
 async fn containerd_runs_wasm_with_the_wasmtime_shim() {
     lab::lab();
     lab::require_shim();
-    let image = lab::push_hello_and_wasm("tests/hello", "containerd-wasm").await;
+    let image = lab::push_hello_and_wasm("tests/hello-containerd-wasm", "containerd-wasm").await;
     let engine = containerd("lab-amd64", "pipeline-test-wasm").await;
     let platforms = engine.runtime_platforms().await.unwrap();
     assert!(platforms.iter().any(|p| p == "wasi/wasm"), "{platforms:?}");
@@ -164,7 +164,7 @@ async fn containerd_runs_wasm_with_the_wasmtime_shim() {
 async fn docker_runs_wasm_with_the_wasmtime_shim() {
     lab::lab();
     lab::require_shim();
-    let image = lab::push_hello_and_wasm("tests/hello", "docker-wasm").await;
+    let image = lab::push_hello_and_wasm("tests/hello-docker-wasm", "docker-wasm").await;
     let engine = DockerEngine::connect(&lab::docker_socket("lab-amd64")).expect("connect");
     let request = request("lab-amd64", &image, "wasi/wasm", WASMTIME, "wasm-docker");
     let (_, stdout) = fresh_pull_and_run(&engine, &request).await;
@@ -173,4 +173,11 @@ async fn docker_runs_wasm_with_the_wasmtime_shim() {
         "{stdout}"
     );
     engine.remove_image(&image).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn containerd_fresh_pull_is_not_shortened_by_a_sharing_image() {
+    lab::lab();
+    let engine = containerd("lab-amd64", "pipeline-test-share").await;
+    lab::fresh_pull_is_not_shortened_by_a_sharing_image(&engine, "containerd").await;
 }

@@ -23,7 +23,7 @@ fn check() -> OutputCheck {
 async fn fresh_pull_and_run(host: &str, platform: &str, image: &str) {
     let engine = DockerEngine::connect(&lab::docker_socket(host)).expect("connect");
     assert!(engine.version().await.unwrap().starts_with("26."));
-    engine.remove_image(image).await.unwrap();
+    engine.make_fresh(image, platform).await.unwrap();
     assert!(!engine.has_image(image).await.unwrap());
     let pull = engine.pull(image, platform).await.unwrap();
     assert!(
@@ -66,7 +66,14 @@ async fn fresh_pull_and_run(host: &str, platform: &str, image: &str) {
 #[tokio::test(flavor = "multi_thread")]
 async fn docker_pulls_and_runs_native_and_emulated_images() {
     lab::lab();
-    let image = lab::push_hello("tests/hello", "engines").await;
+    let image = lab::push_hello("tests/hello-engines", "engines").await;
     fresh_pull_and_run("lab-amd64", "linux/amd64", &image).await;
     fresh_pull_and_run("lab-arm64", "linux/arm64", &image).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn docker_fresh_pull_is_not_shortened_by_a_sharing_image() {
+    lab::lab();
+    let engine = DockerEngine::connect(&lab::docker_socket("lab-amd64")).expect("connect");
+    lab::fresh_pull_is_not_shortened_by_a_sharing_image(&engine, "docker").await;
 }

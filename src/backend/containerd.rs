@@ -192,13 +192,15 @@ impl ContainerdEngine {
     }
 
     /// Removes the image and everything it brought into this namespace: blobs and
-    /// unpacked snapshots, except what another image of the namespace still uses.
+    /// unpacked snapshots. Another image that shares a blob with it goes too,
+    /// or that blob would stay cached and the next pull would not fetch it;
+    /// what the remaining images use is kept.
     pub async fn remove_image(&self, image_ref: &str) -> Result<(), EngineError> {
         let fail = image_error("remove", image_ref);
         let Some(image) = self.get_image(image_ref).await.map_err(&fail)? else {
             return Ok(());
         };
-        let own = self.image_resources(&image).await.map_err(&fail)?;
+        let mut own = self.image_resources(&image).await.map_err(&fail)?;
         let alias_prefix = platform_alias(image_ref, "");
         let mut kept = ImageResources::default();
         for other in self.list_images().await.map_err(&fail)? {
@@ -208,7 +210,15 @@ impl ContainerdEngine {
                     .await
                     .map_err(&fail)?;
             } else if other.name != image_ref {
-                kept.extend(self.image_resources(&other).await.map_err(&fail)?);
+                let resources = self.image_resources(&other).await.map_err(&fail)?;
+                if resources.blobs.is_disjoint(&own.blobs) {
+                    kept.extend(resources);
+                } else {
+                    self.delete_image_record(&other.name, false)
+                        .await
+                        .map_err(&fail)?;
+                    own.extend(resources);
+                }
             }
         }
         // sync = true runs the garbage collector before answering: unreferenced

@@ -1,13 +1,13 @@
 //! Docker Engine through its API (bollard), on the host's own socket.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use bollard::Docker;
 use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, LogsOptionsBuilder,
-    RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder,
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, ListImagesOptions,
+    LogsOptionsBuilder, RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder,
 };
 use futures::StreamExt;
 
@@ -36,6 +36,18 @@ impl DockerEngine {
     pub fn client(&self) -> &Docker {
         &self.docker
     }
+}
+
+/// An image's layers, by uncompressed digest (the same layer in two images
+/// has the same diff ID whatever its compression).
+fn layer_set(image: &bollard::models::ImageInspect) -> BTreeSet<String> {
+    image
+        .root_fs
+        .as_ref()
+        .and_then(|root| root.layers.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .collect()
 }
 
 fn image_error<'a>(
@@ -74,21 +86,51 @@ impl Engine for DockerEngine {
     }
 
     async fn remove_image(&self, image_ref: &str) -> Result<(), EngineError> {
+        let layers = match self.docker.inspect_image(image_ref).await {
+            Ok(image) => layer_set(&image),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => return Ok(()),
+            Err(error) => return Err(image_error("inspect", image_ref)(error)),
+        };
+        // An image sharing a layer with this one would keep that layer cached,
+        // and the next pull would not fetch it: it goes too.
+        let mut doomed = vec![image_ref.to_string()];
+        let images = self
+            .docker
+            .list_images(None::<ListImagesOptions>)
+            .await
+            .map_err(image_error("list", image_ref))?;
+        for summary in images {
+            let other = match self.docker.inspect_image(&summary.id).await {
+                Ok(other) => other,
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => continue,
+                Err(error) => return Err(image_error("inspect", &summary.id)(error)),
+            };
+            if !layer_set(&other).is_disjoint(&layers) {
+                doomed.push(summary.id);
+            }
+        }
         let options = RemoveImageOptionsBuilder::default()
             .force(true)
             .noprune(false)
             .build();
-        match self
-            .docker
-            .remove_image(image_ref, Some(options), None)
-            .await
-        {
-            Ok(_)
-            | Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 404, ..
-            }) => Ok(()),
-            Err(error) => Err(image_error("remove", image_ref)(error)),
+        for image in &doomed {
+            match self
+                .docker
+                .remove_image(image, Some(options.clone()), None)
+                .await
+            {
+                Ok(_)
+                | Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => {}
+                Err(error) => return Err(image_error("remove", image)(error)),
+            }
         }
+        Ok(())
     }
 
     async fn pull(&self, image_ref: &str, platform: &str) -> Result<PullReport, EngineError> {

@@ -81,9 +81,25 @@ pub struct RunReport {
 pub trait Engine: Send + Sync {
     fn version(&self) -> impl Future<Output = Result<String, EngineError>> + Send;
     fn has_image(&self, image_ref: &str) -> impl Future<Output = Result<bool, EngineError>> + Send;
-    /// Removes the image and its content, so that the next pull transfers every blob again.
+    /// Removes the image and its content, so that the next pull transfers every
+    /// blob again; other images that share a layer with it are removed too.
     fn remove_image(&self, image_ref: &str)
     -> impl Future<Output = Result<(), EngineError>> + Send;
+    /// Leaves nothing of the image on the host, for a fresh pull. An absent
+    /// image is pulled first: its layers are how other images that share them
+    /// (and would keep them cached) are found.
+    fn make_fresh(
+        &self,
+        image_ref: &str,
+        platform: &str,
+    ) -> impl Future<Output = Result<(), EngineError>> + Send {
+        async move {
+            if !self.has_image(image_ref).await? {
+                self.pull(image_ref, platform).await?;
+            }
+            self.remove_image(image_ref).await
+        }
+    }
     fn pull(
         &self,
         image_ref: &str,

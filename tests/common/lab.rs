@@ -14,21 +14,28 @@ pub fn repository() -> &'static Path {
 }
 
 /// Brings the lab up once per test binary (idempotent across binaries too).
+/// A failure is kept, so every test that needs the lab reports the first
+/// error rather than whatever a retry on a half-made lab says.
 pub fn lab() -> &'static LabState {
-    static STATE: OnceLock<LabState> = OnceLock::new();
-    STATE.get_or_init(|| {
+    static STATE: OnceLock<Result<LabState, String>> = OnceLock::new();
+    let state = STATE.get_or_init(|| {
         let output = Command::new(env!("CARGO_BIN_EXE_pipeline"))
             .args(["lab", "up"])
             .current_dir(repository())
             .output()
-            .expect("pipeline lab up runs");
-        assert!(
-            output.status.success(),
-            "pipeline lab up failed (run scripts/install-deps first):\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        LabState::load(&layout()).expect("the lab records its state")
-    })
+            .map_err(|error| format!("pipeline lab up does not run: {error}"))?;
+        if !output.status.success() {
+            return Err(format!(
+                "pipeline lab up failed (run scripts/install-deps first):\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            ));
+        }
+        LabState::load(&layout()).ok_or_else(|| "the lab recorded no state".to_string())
+    });
+    match state {
+        Ok(state) => state,
+        Err(message) => panic!("{message}"),
+    }
 }
 
 pub fn layout() -> LabLayout {
@@ -199,4 +206,61 @@ async fn push_images(repository: &str, tag: &str, wasm: bool) -> String {
     let index = ImageRef::parse(&format!("{registry}/{repository}:{tag}")).expect("reference");
     client.put_index(&index, &entries).await.expect("index");
     index.to_string()
+}
+
+/// Two images with the same layer under different names: a fresh pull of
+/// one must fetch that layer again, so removing one removes the other too,
+/// and a cached copy of the other does not shorten the fresh pull.
+pub async fn fresh_pull_is_not_shortened_by_a_sharing_image(
+    engine: &impl pipeline::backend::Engine,
+    prefix: &str,
+) {
+    // The marker keeps this layer apart from other tests' hello images,
+    // which the removal would otherwise take away from under them.
+    let files = [
+        ImageFile {
+            path: "/hello".into(),
+            contents: hello_binary("gcc"),
+            mode: 0o755,
+        },
+        ImageFile {
+            path: "/share-test".into(),
+            contents: prefix.as_bytes().to_vec(),
+            mode: 0o644,
+        },
+    ];
+    let client = RegistryClient::new();
+    let mut names = Vec::new();
+    for name in ["share-a", "share-b"] {
+        let image = ImageRef::parse(&format!("{}/tests/{prefix}-{name}:t", registry_address()))
+            .expect("reference");
+        push_image(&client, &image, "linux", "amd64", &files, &["/hello"])
+            .await
+            .expect("push");
+        names.push(image.to_string());
+    }
+    let (first, second) = (names[0].clone(), names[1].clone());
+    let layers = pipeline::backend::registry::layer_sizes(&client, &first, "linux/amd64")
+        .await
+        .expect("layers");
+    let other_layers = pipeline::backend::registry::layer_sizes(&client, &second, "linux/amd64")
+        .await
+        .expect("layers");
+    assert_eq!(layers, other_layers, "the two images share their layer");
+    let layer_bytes: u64 = layers.iter().map(|(_, size)| size).sum();
+
+    engine.pull(&first, "linux/amd64").await.expect("pull");
+    engine.pull(&second, "linux/amd64").await.expect("pull");
+    engine.remove_image(&first).await.expect("remove");
+    assert!(!engine.has_image(&first).await.unwrap());
+    assert!(
+        !engine.has_image(&second).await.unwrap(),
+        "an image sharing a layer goes with it"
+    );
+    let fresh = engine.pull(&first, "linux/amd64").await.expect("pull");
+    assert!(
+        fresh.bytes_transferred >= layer_bytes,
+        "the fresh pull fetched every layer ({layer_bytes} bytes): {fresh:?}"
+    );
+    engine.remove_image(&first).await.expect("remove");
 }
