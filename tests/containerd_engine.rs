@@ -65,16 +65,7 @@ fn request(host: &str, image: &str, platform: &str, runtime: &str, name: &str) -
 async fn fresh_pull_and_run(engine: &impl Engine, request: &RunRequest) -> (RunRecord, String) {
     let image = request.image_ref.as_str();
     let platform = request.platform.as_str();
-    engine.make_fresh(image, platform).await.unwrap();
-    assert!(!engine.has_image(image).await.unwrap());
-    let pull = engine.pull(image, platform).await.unwrap();
-    assert!(
-        pull.bytes_transferred > 0,
-        "a fresh pull transfers blobs: {pull:?}"
-    );
-    assert!(engine.has_image(image).await.unwrap());
-    let again = engine.pull(image, platform).await.unwrap();
-    assert_eq!(again.bytes_transferred, 0, "{again:?}");
+    let pull = lab::fresh_pull(engine, image, platform).await;
 
     let run = engine.run(request).await.unwrap();
     let measured = record(image, &pull.digest, Some(&pull), &run, &check());

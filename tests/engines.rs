@@ -23,17 +23,7 @@ fn check() -> OutputCheck {
 async fn fresh_pull_and_run(host: &str, platform: &str, image: &str) {
     let engine = DockerEngine::connect(&lab::docker_socket(host)).expect("connect");
     assert!(engine.version().await.unwrap().starts_with("26."));
-    engine.make_fresh(image, platform).await.unwrap();
-    assert!(!engine.has_image(image).await.unwrap());
-    let pull = engine.pull(image, platform).await.unwrap();
-    assert!(
-        pull.bytes_transferred > 0,
-        "a fresh pull transfers blobs: {pull:?}"
-    );
-    assert!(engine.has_image(image).await.unwrap());
-    // Pulling again is a no-op: nothing is transferred.
-    let again = engine.pull(image, platform).await.unwrap();
-    assert_eq!(again.bytes_transferred, 0, "{again:?}");
+    let pull = lab::fresh_pull(&engine, image, platform).await;
 
     let request = RunRequest {
         image_ref: image.to_string(),

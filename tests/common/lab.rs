@@ -48,13 +48,17 @@ pub fn layout() -> LabLayout {
 
 /// A lab host's Docker socket, reached through its namespace from here.
 pub fn docker_socket(host: &str) -> String {
-    let state = lab();
-    let host = state
+    format!("{}/run/docker.sock", host_root(host))
+}
+
+/// A lab host's private root, seen through its anchor process.
+fn host_root(name: &str) -> String {
+    let host = lab()
         .hosts
         .iter()
-        .find(|h| h.host.name == host)
+        .find(|h| h.host.name == name)
         .expect("lab host");
-    format!("/proc/{}/root/run/docker.sock", host.anchor)
+    format!("/proc/{}/root", host.anchor)
 }
 
 /// The lab registry's `host:port`, as the runner reaches it.
@@ -68,16 +72,30 @@ pub fn registry_address() -> String {
 
 /// A lab host's containerd socket, reached through its namespace from here.
 pub fn containerd_socket(host: &str) -> PathBuf {
-    let state = lab();
-    let host = state
-        .hosts
-        .iter()
-        .find(|h| h.host.name == host)
-        .expect("lab host");
     PathBuf::from(format!(
-        "/proc/{}/root/run/containerd/containerd.sock",
-        host.anchor
+        "{}/run/containerd/containerd.sock",
+        host_root(host)
     ))
+}
+
+/// Makes the image fresh and pulls it: every blob is transferred, and a
+/// second pull transfers nothing. Returns the fresh pull.
+pub async fn fresh_pull(
+    engine: &impl pipeline::backend::Engine,
+    image: &str,
+    platform: &str,
+) -> pipeline::backend::PullReport {
+    engine.make_fresh(image, platform).await.unwrap();
+    assert!(!engine.has_image(image).await.unwrap());
+    let pull = engine.pull(image, platform).await.unwrap();
+    assert!(
+        pull.bytes_transferred > 0,
+        "a fresh pull transfers blobs: {pull:?}"
+    );
+    assert!(engine.has_image(image).await.unwrap());
+    let again = engine.pull(image, platform).await.unwrap();
+    assert_eq!(again.bytes_transferred, 0, "{again:?}");
+    pull
 }
 
 /// The wasmtime shim `pipeline lab up` puts on the hosts' PATH. Tests that run
