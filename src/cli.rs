@@ -114,6 +114,18 @@ pub struct ApplyArgs {
     /// every image without measuring). Repeatable.
     #[arg(long, value_name = "PREFIX")]
     pub only: Vec<String>,
+    /// Run only what failed in earlier applies, what that blocked, and what
+    /// they need.
+    #[arg(long)]
+    pub retry_failed: bool,
+    /// Run the stages whose id starts with PREFIX again even if they are
+    /// done, and everything that depends on them. Repeatable.
+    #[arg(long, value_name = "PREFIX")]
+    pub from: Vec<String>,
+    /// Start over: set the journal aside (as journal-<ms>.jsonl beside it)
+    /// and run everything again.
+    #[arg(long, conflicts_with_all = ["retry_failed", "from"])]
+    pub fresh: bool,
     #[command(flatten)]
     pub out: OutArgs,
     /// Docker socket of the engine that builds images; default the lab's
@@ -139,6 +151,17 @@ pub struct StatusArgs {
     pub spec: SpecArgs,
     #[command(flatten)]
     pub out: OutArgs,
+    /// Output format: counts per kind, or every stage's state as JSON.
+    #[arg(long, value_enum, default_value_t = StatusFormat::Table)]
+    pub format: StatusFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StatusFormat {
+    /// Counts per stage kind, the failures, and what the next apply would do.
+    Table,
+    /// `{"experiment": ..., "next_apply": {...}, "stages": [{"id", "kind", "state", "error"?}]}`.
+    Json,
 }
 
 #[derive(Debug, Args)]

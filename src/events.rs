@@ -7,6 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::plan::{StageId, StageKind};
+pub use crate::records::{HostFacts, ImageRecord, RunRecord};
 
 /// Something that happened to one stage.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -44,10 +45,17 @@ pub enum EventBody {
     Retrying {
         attempt: u32,
         error: String,
+        /// How long the walker waits before the next attempt.
+        #[serde(default)]
+        delay_ms: u64,
     },
     Succeeded {
         output: StageOutput,
         duration_ms: u64,
+        /// Digest of the outputs of the stages it needed, so a resume can
+        /// tell whether what it consumed is still what it would consume.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        inputs: Option<String>,
     },
     /// `output` keeps what was measured before the failure, such as a run
     /// whose result line was wrong.
@@ -66,9 +74,13 @@ pub enum EventBody {
 }
 
 impl EventBody {
-    /// Whether the journal keeps this event; logs and progress go elsewhere.
+    /// Whether the journal keeps this event. Logs and progress go
+    /// elsewhere, and a reused stage adds nothing the journal does not hold.
     pub fn is_durable(&self) -> bool {
-        !matches!(self, EventBody::Progress { .. } | EventBody::Log { .. })
+        !matches!(
+            self,
+            EventBody::Progress { .. } | EventBody::Log { .. } | EventBody::UpToDate { .. }
+        )
     }
 }
 
@@ -96,55 +108,6 @@ pub enum StageOutput {
         cells: usize,
         runs: usize,
     },
-}
-
-/// A built, pushed or base image.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ImageRecord {
-    pub image_ref: String,
-    /// Content digest of the image manifest in the registry (empty before push).
-    pub digest: String,
-    pub platform: String,
-    /// Uncompressed size as the building engine reports it.
-    pub host_size_bytes: u64,
-    /// Compressed size in the registry: config plus layers (0 before push).
-    pub oci_size_bytes: u64,
-    /// Toolchain versions found in a base image, by package.
-    #[serde(default)]
-    pub toolchain: std::collections::BTreeMap<String, String>,
-}
-
-/// What a prepare stage learned about a host.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-pub struct HostFacts {
-    pub host: String,
-    pub architecture: String,
-    pub cpu_model: String,
-    pub cores: u32,
-    pub kernel: String,
-    pub docker_version: Option<String>,
-    pub containerd_version: Option<String>,
-    pub shims: Vec<String>,
-}
-
-/// One container run's measurements.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-pub struct RunRecord {
-    pub image_ref: String,
-    pub image_digest: String,
-    /// Pull time in ms; `None` when the scenario skipped the pull.
-    pub pull_ms: Option<f64>,
-    pub pulled_bytes: Option<u64>,
-    /// From the create request to the workload's main, both on the host's clock.
-    pub to_main_ms: Option<f64>,
-    /// Whole container run, to exit.
-    pub run_ms: Option<f64>,
-    pub exit_code: Option<i64>,
-    /// The result line matched the workload's pattern and the exit code was 0.
-    pub ok: bool,
-    /// Start of the run, ms since the epoch on the host's clock.
-    pub started_at_ms: Option<u64>,
-    pub error: Option<String>,
 }
 
 pub fn now_ms() -> u64 {
@@ -192,6 +155,7 @@ mod tests {
                     ..RunRecord::default()
                 }),
                 duration_ms: 40,
+                inputs: None,
             },
         };
         let line = serde_json::to_string(&event).unwrap();

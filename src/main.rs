@@ -29,7 +29,7 @@ fn main() -> ExitCode {
         Err(failure) => {
             let mut stderr = std::io::stderr().lock();
             let _ = stderr.write_all(failure.render(style).as_bytes());
-            ExitCode::from(EXIT_INVALID)
+            ExitCode::from(failure.exit_code())
         }
     }
 }
@@ -39,7 +39,10 @@ enum Failure {
     Plan(PlanError),
     Inventory(InventoryError),
     Render(render::RenderError, std::path::PathBuf),
-    Message(String),
+    /// Input or usage that is wrong: exit 2.
+    Invalid(String),
+    /// Something failed while running: exit 1.
+    Runtime(String),
     /// Already reported; exit with this code.
     Exit(u8),
 }
@@ -68,7 +71,7 @@ fn run(cli: &Cli) -> Result<(), Failure> {
                 PlanFormat::Json => {
                     let mut text =
                         serde_json::to_string_pretty(&output::to_json(&plan)).map_err(|error| {
-                            Failure::Message(format!("failed to write the plan as json: {error}"))
+                            Failure::Runtime(format!("failed to write the plan as json: {error}"))
                         })?;
                     text.push('\n');
                     text
@@ -102,7 +105,7 @@ fn run(cli: &Cli) -> Result<(), Failure> {
                 text.push_str(&render_stage(&plan, stage)?);
             }
             if text.is_empty() {
-                return Err(Failure::Message(format!(
+                return Err(Failure::Invalid(format!(
                     "no render stage matches `{}`; `pipeline plan` lists the stages",
                     args.stage.as_deref().unwrap_or_default()
                 )));
@@ -120,12 +123,12 @@ fn run(cli: &Cli) -> Result<(), Failure> {
                     .host_vars(host)
                     .map(|vars| serde_json::Value::Object(vars.clone()))
                     .ok_or_else(|| {
-                        Failure::Message(format!("no host `{host}` in {}", args.file.display()))
+                        Failure::Invalid(format!("no host `{host}` in {}", args.file.display()))
                     })?,
                 None => inventory.to_ansible_list(),
             };
             let mut text = serde_json::to_string_pretty(&value).map_err(|error| {
-                Failure::Message(format!("failed to write the inventory as json: {error}"))
+                Failure::Runtime(format!("failed to write the inventory as json: {error}"))
             })?;
             text.push('\n');
             print_stdout(&text)
@@ -141,22 +144,72 @@ fn out_root(plan: &Plan, out: &cli::OutArgs) -> std::path::PathBuf {
 }
 
 fn run_apply(args: &cli::ApplyArgs, output: &cli::OutputArgs) -> Result<(), Failure> {
-    let mut plan = load(&args.spec.spec, args.spec.inventory.clone())?;
+    let experiment_plan = std::sync::Arc::new(load(&args.spec.spec, args.spec.inventory.clone())?);
+    let layout = apply::OutputLayout::new(
+        &out_root(&experiment_plan, &args.out),
+        &experiment_plan.experiment.name,
+    );
+    if args.fresh
+        && let Some(aside) = pipeline::journal::set_aside(&layout.journal())
+            .map_err(|error| Failure::Runtime(error.to_string()))?
+    {
+        eprintln!("the earlier journal is kept as {}", aside.display());
+    }
+    let mut graph = experiment_plan.graph.clone();
     if !args.only.is_empty() {
-        let wanted = |stage: &pipeline::plan::Stage| {
-            args.only.iter().any(|prefix| {
-                stage.id.as_str().starts_with(prefix.as_str()) || stage.kind.as_str() == prefix
-            })
-        };
-        plan.graph = plan.graph.with_needs_of(wanted);
-        if plan.graph.is_empty() {
-            return Err(Failure::Message(format!(
+        graph = graph.with_needs_of(|stage| matches_prefix(stage, &args.only));
+        if graph.is_empty() {
+            return Err(Failure::Invalid(format!(
                 "no stage matches --only {}; `pipeline plan` lists the stages",
                 args.only.join(", ")
             )));
         }
     }
-    let layout = apply::OutputLayout::new(&out_root(&plan, &args.out), &plan.experiment.name);
+    if args.retry_failed {
+        let journal = pipeline::journal::read_journal(&layout.journal())
+            .map_err(|error| Failure::Runtime(error.to_string()))?;
+        let failed: Vec<petgraph::graph::NodeIndex> = graph
+            .stages()
+            .filter(|(_, stage)| journal.failure(&stage.id).is_some())
+            .map(|(node, _)| node)
+            .collect();
+        if failed.is_empty() {
+            if !output.quiet {
+                eprintln!(
+                    "{}: nothing failed; nothing to retry",
+                    experiment_plan.experiment.name
+                );
+            }
+            return Ok(());
+        }
+        let retried = graph.downstream_of(failed);
+        graph = graph.with_needs_of(|stage| retried.contains(&stage.id));
+    }
+    let forced = if args.from.is_empty() {
+        Vec::new()
+    } else {
+        let matching: Vec<petgraph::graph::NodeIndex> = graph
+            .stages()
+            .filter(|(_, stage)| matches_prefix(stage, &args.from))
+            .map(|(node, _)| node)
+            .collect();
+        if matching.is_empty() {
+            return Err(Failure::Invalid(format!(
+                "no stage matches --from {}; `pipeline plan` lists the stages",
+                args.from.join(", ")
+            )));
+        }
+        let ids = graph.downstream_of(matching);
+        graph
+            .stages()
+            .filter(|(_, stage)| ids.contains(&stage.id))
+            .map(|(node, _)| node)
+            .collect()
+    };
+    let plan = std::sync::Arc::new(Plan {
+        experiment: experiment_plan.experiment.clone(),
+        graph,
+    });
     let builder_socket = match &args.builder_socket {
         Some(socket) => socket.clone(),
         None => lab::LabState::load(&lab_layout(&args.lab_dir, None)?)
@@ -165,20 +218,20 @@ fn run_apply(args: &cli::ApplyArgs, output: &cli::OutputArgs) -> Result<(), Fail
             .unwrap_or_else(|| pipeline::inventory::DEFAULT_DOCKER_SOCKET.into()),
     };
     let agent_binary = std::env::current_exe()
-        .map_err(|error| Failure::Message(format!("cannot find this program: {error}")))?;
+        .map_err(|error| Failure::Runtime(format!("cannot find this program: {error}")))?;
     let agent_version = agent_version(&agent_binary)?;
+    pipeline::backend::host::end_stale_masters(&std::env::temp_dir());
     let control_dir = std::env::temp_dir().join(format!("pipeline-ssh-{}", std::process::id()));
-    let settings = apply::ApplySettings {
-        out_dir: layout.dir.clone(),
+    let connector = pipeline::backend::host::SshConnector {
         inventory_dir: plan
             .experiment
             .inventory_path
             .parent()
             .map(std::path::Path::to_path_buf)
             .unwrap_or_default(),
+        control_dir: control_dir.clone(),
         agent_binary,
         agent_version,
-        control_dir: control_dir.clone(),
     };
     let verbosity = if output.quiet {
         progress::Verbosity::Quiet
@@ -195,29 +248,43 @@ fn run_apply(args: &cli::ApplyArgs, output: &cli::OutputArgs) -> Result<(), Fail
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|error| Failure::Message(format!("failed to start the runtime: {error}")))?;
-    let plan = std::sync::Arc::new(plan);
+        .map_err(|error| Failure::Runtime(format!("failed to start the runtime: {error}")))?;
     let summary = runtime.block_on(async {
         let builder =
             pipeline::backend::builder::EngineBuilder::connect(&builder_socket, cache_dir())
-                .map_err(|error| Failure::Message(error.to_string()))?;
+                .map_err(|error| Failure::Runtime(error.to_string()))?;
+        let backends = pipeline::backend::Backends {
+            builder: std::sync::Arc::new(builder),
+            registry: std::sync::Arc::new(pipeline::backend::registry::RegistryClient::new()),
+            hosts: std::sync::Arc::new(connector),
+        };
         let worker = std::sync::Arc::new(apply::PipelineWorker::new(
-            settings,
-            std::sync::Arc::new(builder),
+            &plan,
+            backends,
+            layout.dir.clone(),
         ));
         let interrupt = async {
             let _ = tokio::signal::ctrl_c().await;
+            // The first ^C cancels running work and keeps what finished; a
+            // second one does not wait for that.
+            tokio::spawn(async {
+                let _ = tokio::signal::ctrl_c().await;
+                eprintln!("interrupted again; exiting without waiting");
+                std::process::exit(i32::from(EXIT_INTERRUPTED));
+            });
         };
-        apply::run_plan(
-            std::sync::Arc::clone(&plan),
-            &layout,
+        let run = apply::ApplyRun {
+            plan: std::sync::Arc::clone(&plan),
+            experiment_plan: std::sync::Arc::clone(&experiment_plan),
+            layout: &layout,
             worker,
-            &mut display,
-            interrupt,
-        )
-        .await
-        .map_err(|error| Failure::Message(error.to_string()))
+            forced,
+        };
+        apply::run_plan(run, &mut display, interrupt)
+            .await
+            .map_err(|error| Failure::Runtime(error.to_string()))
     });
+    drop(runtime);
     let _ = std::fs::remove_dir_all(&control_dir);
     let summary = summary?;
     if !output.quiet || !summary.failed.is_empty() {
@@ -254,12 +321,19 @@ fn run_apply(args: &cli::ApplyArgs, output: &cli::OutputArgs) -> Result<(), Fail
     }
 }
 
+/// A stage matches a prefix of its id, or the name of its kind.
+fn matches_prefix(stage: &pipeline::plan::Stage, prefixes: &[String]) -> bool {
+    prefixes.iter().any(|prefix| {
+        stage.id.as_str().starts_with(prefix.as_str()) || stage.kind.as_str() == prefix
+    })
+}
+
 /// Names this build of the program, so a host runs the agent of the same
 /// build as the runner and never a stale copy with the same version number.
 /// Size and modification time tell builds apart without reading the file.
 fn agent_version(binary: &std::path::Path) -> Result<String, Failure> {
     let metadata = std::fs::metadata(binary)
-        .map_err(|error| Failure::Message(format!("cannot read {}: {error}", binary.display())))?;
+        .map_err(|error| Failure::Runtime(format!("cannot read {}: {error}", binary.display())))?;
     let modified = metadata
         .modified()
         .ok()
@@ -283,26 +357,36 @@ fn cache_dir() -> std::path::PathBuf {
 }
 
 fn run_status(args: &cli::StatusArgs) -> Result<(), Failure> {
+    use pipeline::status::StageState;
     let plan = load(&args.spec.spec, args.spec.inventory.clone())?;
     let layout = apply::OutputLayout::new(&out_root(&plan, &args.out), &plan.experiment.name);
     let journal = pipeline::journal::read_journal(&layout.journal())
-        .map_err(|error| Failure::Message(error.to_string()))?;
+        .map_err(|error| Failure::Runtime(error.to_string()))?;
+    let states = pipeline::status::stage_states(&plan, &journal);
+    let next = pipeline::status::next_apply(&plan, &states);
+    if args.format == cli::StatusFormat::Json {
+        let value = serde_json::json!({
+            "experiment": plan.experiment.name,
+            "journal": layout.journal(),
+            "next_apply": next,
+            "stages": states,
+        });
+        let mut text = serde_json::to_string_pretty(&value)
+            .map_err(|error| Failure::Runtime(format!("failed to write the status: {error}")))?;
+        text.push('\n');
+        return print_stdout(&text);
+    }
+    let columns = [
+        StageState::Done,
+        StageState::Stale,
+        StageState::Failed,
+        StageState::Pending,
+    ];
     let mut counts = [[0usize; 4]; StageKind::ALL.len()];
-    let mut failures = Vec::new();
-    for (_, stage) in plan.graph.stages() {
-        let column = match journal.completion(&stage.id) {
-            Some(done) if done.fingerprint == stage.fingerprint.to_hex() => 0,
-            Some(_) => 1,
-            None if journal.failure(&stage.id).is_some() => 2,
-            None => 3,
-        };
-        if column == 2 {
-            failures.push((
-                stage.id.clone(),
-                journal.failure(&stage.id).unwrap_or_default().to_string(),
-            ));
+    for status in &states {
+        if let Some(column) = columns.iter().position(|state| *state == status.state) {
+            counts[status.kind.index()][column] += 1;
         }
-        counts[stage.kind.index()][column] += 1;
     }
     let mut text = format!(
         "{} ({})\n{:<14}{:>8}{:>9}{:>8}{:>9}\n",
@@ -310,27 +394,37 @@ fn run_status(args: &cli::StatusArgs) -> Result<(), Failure> {
         layout.journal().display(),
         "kind",
         "done",
-        "changed",
+        "stale",
         "failed",
         "pending"
     );
     for kind in StageKind::ALL {
-        let [done, changed, failed, pending] = counts[kind.index()];
-        if done + changed + failed + pending > 0 {
+        let [done, stale, failed, pending] = counts[kind.index()];
+        if done + stale + failed + pending > 0 {
             let _ = writeln!(
                 text,
-                "{:<14}{done:>8}{changed:>9}{failed:>8}{pending:>9}",
+                "{:<14}{done:>8}{stale:>9}{failed:>8}{pending:>9}",
                 kind.as_str()
             );
         }
     }
-    for (stage, error) in failures.iter().take(20) {
+    for status in states
+        .iter()
+        .filter(|status| status.state == StageState::Failed)
+        .take(20)
+    {
         let _ = writeln!(
             text,
-            "failed {stage}: {}",
-            error.lines().next().unwrap_or_default()
+            "failed {}: {}",
+            status.id,
+            status.error.as_deref().unwrap_or_default()
         );
     }
+    let _ = writeln!(
+        text,
+        "next apply: runs {} stages, reuses {}; {} more run again if what they consume changes",
+        next.runs, next.reuses, next.may_rerun
+    );
     print_stdout(&text)
 }
 
@@ -342,7 +436,7 @@ fn lab_layout(
     let deps = deps.unwrap_or_else(|| cache_dir().join("deps"));
     // Daemons run in other mount namespaces, where a relative path means nothing.
     let root = std::path::absolute(dir).map_err(|error| {
-        Failure::Message(format!("failed to resolve {}: {error}", dir.display()))
+        Failure::Runtime(format!("failed to resolve {}: {error}", dir.display()))
     })?;
     Ok(lab::LabLayout {
         root,
@@ -352,18 +446,36 @@ fn lab_layout(
 }
 
 fn run_agent() -> Result<(), Failure> {
-    let mut input = String::new();
-    std::io::Read::read_to_string(&mut std::io::stdin(), &mut input)
-        .map_err(|error| Failure::Message(format!("failed to read the agent request: {error}")))?;
-    let request: pipeline::agent::AgentRequest = serde_json::from_str(&input)
-        .map_err(|error| Failure::Message(format!("invalid agent request: {error}")))?;
+    use std::io::BufRead;
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|error| Failure::Runtime(format!("failed to read the agent request: {error}")))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|error| Failure::Message(format!("failed to start the async runtime: {error}")))?;
-    let response = runtime.block_on(pipeline::agent::serve(request));
-    let text = serde_json::to_string(&response)
-        .map_err(|error| Failure::Message(format!("failed to write the agent answer: {error}")))?;
+        .map_err(|error| Failure::Runtime(format!("failed to start the async runtime: {error}")))?;
+    let reply = match serde_json::from_str::<pipeline::agent::wire::AgentCall>(&line) {
+        Ok(call) => {
+            // The runner holds stdin open while it waits: its end means cancel.
+            let cancel = tokio_util::sync::CancellationToken::new();
+            let on_eof = cancel.clone();
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
+                on_eof.cancel();
+            });
+            runtime.block_on(pipeline::agent::serve(call, cancel))
+        }
+        Err(error) => pipeline::agent::wire::AgentReply {
+            protocol: pipeline::agent::wire::AGENT_PROTOCOL,
+            outcome: Err(pipeline::agent::wire::AgentError::Request {
+                message: error.to_string(),
+            }),
+        },
+    };
+    let text = serde_json::to_string(&reply)
+        .map_err(|error| Failure::Runtime(format!("failed to write the agent answer: {error}")))?;
     print_stdout(&format!("{text}\n"))
 }
 
@@ -374,7 +486,7 @@ fn run_lab(args: &cli::LabArgs, quiet: bool) -> Result<(), Failure> {
             eprintln!("lab: {line}");
         }
     };
-    let failure = |error: lab::LabError| Failure::Message(error.to_string());
+    let failure = |error: lab::LabError| Failure::Runtime(error.to_string());
     match &args.action {
         cli::LabAction::Up { hosts, shim } => {
             if shim.is_file() {
@@ -413,7 +525,7 @@ fn run_lab(args: &cli::LabArgs, quiet: bool) -> Result<(), Failure> {
                 if lines.iter().all(|(_, _, up)| *up) {
                     Ok(())
                 } else {
-                    Err(Failure::Message(
+                    Err(Failure::Runtime(
                         "part of the lab is down; `pipeline lab up` restarts it".into(),
                     ))
                 }
@@ -423,8 +535,8 @@ fn run_lab(args: &cli::LabArgs, quiet: bool) -> Result<(), Failure> {
 }
 
 fn render_stage(plan: &Plan, stage: &pipeline::plan::Stage) -> Result<String, Failure> {
-    let pipeline::plan::Subject::Image { image } = stage.subject else {
-        return Err(Failure::Message(format!(
+    let Some(image) = stage.work.image() else {
+        return Err(Failure::Invalid(format!(
             "stage `{}` renders no image",
             stage.id
         )));
@@ -451,7 +563,7 @@ fn print_stdout(text: &str) -> Result<(), Failure> {
         .write_all(text.as_bytes())
         .and_then(|()| stdout.flush())
     {
-        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => Err(Failure::Message(
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => Err(Failure::Runtime(
             format!("failed to write to stdout: {error}"),
         )),
         _ => Ok(()),
@@ -510,6 +622,17 @@ impl Style {
 }
 
 impl Failure {
+    fn exit_code(&self) -> u8 {
+        match self {
+            Failure::Plan(_)
+            | Failure::Inventory(_)
+            | Failure::Render(..)
+            | Failure::Invalid(_) => EXIT_INVALID,
+            Failure::Runtime(_) => EXIT_FAILED,
+            Failure::Exit(code) => *code,
+        }
+    }
+
     fn render(&self, style: Style) -> String {
         let diagnostics: Vec<Diagnostic> = match self {
             Failure::Plan(PlanError::Invalid(diagnostics)) => diagnostics.0.clone(),
@@ -537,7 +660,9 @@ impl Failure {
                     format!("template error: {message}"),
                 )]
             }
-            Failure::Message(message) => vec![Diagnostic::unlocated(message.clone())],
+            Failure::Invalid(message) | Failure::Runtime(message) => {
+                vec![Diagnostic::unlocated(message.clone())]
+            }
             Failure::Exit(_) => Vec::new(),
         };
         let mut out = String::new();

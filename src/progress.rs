@@ -58,8 +58,12 @@ impl EventSink for StageLogFiles {
             EventBody::Started { attempt } => {
                 format!("== started (attempt {attempt}) at {} ms", event.at_ms)
             }
-            EventBody::Retrying { attempt, error } => {
-                format!("== attempt {attempt} failed: {error}")
+            EventBody::Retrying {
+                attempt,
+                error,
+                delay_ms,
+            } => {
+                format!("== attempt {attempt} failed: {error}; next attempt in {delay_ms} ms")
             }
             EventBody::Succeeded { duration_ms, .. } => format!("== succeeded in {duration_ms} ms"),
             EventBody::Failed {
@@ -234,8 +238,15 @@ impl EventSink for ProgressDisplay {
                 }
                 self.finished(event);
             }
-            EventBody::Retrying { attempt, error } => {
-                self.say(&format!("retry  {id} after attempt {attempt}: {error}"));
+            EventBody::Retrying {
+                attempt,
+                error,
+                delay_ms,
+            } => {
+                self.say(&format!(
+                    "retry  {id} in {:.1} s after attempt {attempt}: {error}",
+                    *delay_ms as f64 / 1000.0
+                ));
             }
             EventBody::Failed { error, .. } => {
                 self.failed += 1;

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use minijinja::{Environment, UndefinedBehavior, context};
+use minijinja::{Environment, UndefinedBehavior};
 use serde_json::Value;
 
 use crate::plan::Image;
@@ -47,35 +47,15 @@ pub fn render_dockerfile(
         .unwrap_or(&image.template)
         .to_string_lossy()
         .replace('\\', "/");
-    let platform = image.target.oci_platform();
-    let has_data = project_root
-        .join("workloads")
-        .join(&image.workload)
-        .join("data")
-        .is_dir();
-    let context = context! {
-        experiment => experiment,
-        workload => context! {
-            name => image.workload,
-            binary => image.run.binary,
-            args => image.run.args,
-            has_data => has_data,
-        },
-        language => image.language,
-        variant => image.variant,
-        target => context! {
-            platform => platform.to_string(),
-            os => platform.os,
-            arch => platform.architecture,
-            arch_variant => platform.variant,
-            slug => image.target.slug(),
-            kind => image.target.kind(),
-            wasm => image.target.is_wasm(),
-        },
-        vars => Value::Object(image.vars.clone()),
-        fingerprint => fingerprint.to_hex(),
-        toolchain => toolchain,
-    };
+    let mut inputs = image.template_inputs(experiment);
+    if let Value::Object(map) = &mut inputs {
+        map.insert("fingerprint".into(), Value::String(fingerprint.to_hex()));
+        map.insert(
+            "toolchain".into(),
+            serde_json::to_value(toolchain).unwrap_or(Value::Null),
+        );
+    }
+    let context = minijinja::Value::from_serialize(&inputs);
     let error = |error: minijinja::Error| RenderError::Template {
         template: image.template.clone(),
         line: error.line(),

@@ -5,7 +5,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::{Project, SPEC};
-use pipeline::plan::{Plan, StageKind, Subject};
+use pipeline::plan::{Plan, StageKind, StageWork};
 
 fn fingerprints(plan: &Plan) -> BTreeMap<String, String> {
     plan.graph
@@ -219,8 +219,8 @@ fn run_order(plan: &Plan, host: &str) -> Vec<String> {
     let mut runs: Vec<(u32, String)> = plan
         .graph
         .stages()
-        .filter_map(|(_, stage)| match &stage.subject {
-            Subject::Run(run)
+        .filter_map(|(_, stage)| match &stage.work {
+            StageWork::Run(run)
                 if plan.experiment.hosts[plan.experiment.cells[run.cell].host].name == host =>
             {
                 Some((run.sequence, stage.id.to_string()))

@@ -39,6 +39,7 @@ struct RecordingWorker {
     /// Stage id prefix → how many attempts fail before one succeeds (`u32::MAX`: always).
     failures: Mutex<HashMap<String, u32>>,
     slow: HashSet<String>,
+    panics: HashSet<String>,
 }
 
 impl RecordingWorker {
@@ -74,9 +75,19 @@ impl StageWorker for RecordingWorker {
             .iter()
             .any(|prefix| id.starts_with(prefix.as_str()));
         job.log.line(format!("working on {id}"));
+        let panics = self
+            .panics
+            .iter()
+            .any(|prefix| id.starts_with(prefix.as_str()));
+        let cancel = job.cancel.clone();
         Box::pin(async move {
+            assert!(!panics, "{id} fell over");
             if slow {
-                tokio::time::sleep(Duration::from_secs(30)).await;
+                // Like the real handlers: a cancel stops the work.
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(30)) => {}
+                    () = cancel.cancelled() => return Err(StageFailure::cancelled("cancelled")),
+                }
             }
             match fail {
                 Some(()) => Err(StageFailure::retryable(format!("{id} broke"))),
@@ -162,8 +173,8 @@ async fn runs_every_stage_after_its_needs_and_host_runs_in_sequence() {
                             .id,
                     )
                     .unwrap();
-                match &plan.graph.stage(node).subject {
-                    pipeline::plan::Subject::Run(run) => run.sequence,
+                match &plan.graph.stage(node).work {
+                    pipeline::plan::StageWork::Run(run) => run.sequence,
                     _ => unreachable!(),
                 }
             })
@@ -384,4 +395,128 @@ async fn an_interrupt_stops_the_walk_and_keeps_what_finished() {
     let text = std::fs::read_to_string(&journal_path).unwrap();
     assert!(text.contains("\"event\":\"cancelled\""));
     assert!(plan.graph.stages().any(|(_, s)| s.kind == StageKind::Run));
+}
+
+#[tokio::test]
+async fn a_panicking_stage_fails_with_its_message_and_blocks_its_dependents() {
+    let project = Project::new();
+    let plan = plan(&project, SPEC);
+    let worker = Arc::new(RecordingWorker {
+        panics: HashSet::from(["build/hello/alpha/optimized/wasm".to_string()]),
+        ..RecordingWorker::default()
+    });
+    let mut events = Collected::default();
+    let summary = walk(&plan, worker, JournalState::default(), &mut events).await;
+    assert_eq!(summary.failed.len(), 1, "{:?}", summary.failed);
+    let (stage, message) = &summary.failed[0];
+    assert_eq!(stage.as_str(), "build/hello/alpha/optimized/wasm");
+    assert!(
+        message.contains("panicked") && message.contains("fell over"),
+        "{message}"
+    );
+    assert!(summary.blocked > 0);
+    assert!(events.0.iter().any(|event| {
+        event.stage.as_str() == "push/hello/alpha/optimized/wasm"
+            && matches!(event.body, EventBody::Blocked { .. })
+    }));
+}
+
+#[tokio::test]
+async fn retries_back_off_and_give_up_at_the_stages_deadline() {
+    let project = Project::new();
+    // Three retries of a build within 2 s: waits of 0.4-0.8 s, 0.8-1.6 s
+    // and 1.6-3.2 s cannot all fit, so it gives up before the third.
+    let spec = SPEC
+        .replace("  run: 1s\n", "  run: 1s\n  build: 2s\n")
+        .replace("  build: 1\n", "  build: 3\n");
+    let plan = plan(&project, &spec);
+    let worker = Arc::new(RecordingWorker::failing(
+        "build/hello/alpha/optimized/wasm",
+        u32::MAX,
+    ));
+    let mut events = Collected::default();
+    let started = std::time::Instant::now();
+    let summary = Walker::new(Arc::clone(&plan), worker, JournalState::default())
+        .backoff(pipeline::exec::Backoff {
+            first: Duration::from_millis(800),
+            max: Duration::from_secs(10),
+        })
+        .sink(&mut events)
+        .run(std::future::pending())
+        .await
+        .unwrap();
+    let delays: Vec<u64> = events
+        .0
+        .iter()
+        .filter_map(|event| match &event.body {
+            EventBody::Retrying { delay_ms, .. } => Some(*delay_ms),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        (1..=2).contains(&delays.len()),
+        "not every retry fits in the deadline: {delays:?}"
+    );
+    for (attempt, delay) in delays.iter().enumerate() {
+        let full = 800 << attempt;
+        assert!(
+            (full / 2..=full).contains(delay),
+            "wait {attempt} doubles, with jitter: {delays:?}"
+        );
+    }
+    assert_eq!(summary.failed.len(), 1);
+    assert!(
+        summary.failed[0].1.contains("no time left"),
+        "{:?}",
+        summary.failed
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn forced_stages_run_again_with_everything_downstream() {
+    let project = Project::new();
+    let plan = plan(&project, SPEC);
+    let journal_path = project.path("out/demo/journal.jsonl");
+    let mut journal = JournalWriter::open(&journal_path).unwrap();
+    walk(
+        &plan,
+        Arc::new(RecordingWorker::default()),
+        JournalState::default(),
+        &mut journal,
+    )
+    .await;
+    drop(journal);
+    let forced = plan
+        .graph
+        .node(&pipeline::plan::StageId::new(
+            StageKind::Push,
+            "hello/beta/optimized/wasm",
+        ))
+        .unwrap();
+    let ids = plan.graph.downstream_of([forced]);
+    let nodes: Vec<_> = plan
+        .graph
+        .stages()
+        .filter(|(_, stage)| ids.contains(&stage.id))
+        .map(|(node, _)| node)
+        .collect();
+    let worker = Arc::new(RecordingWorker::default());
+    let mut events = Collected::default();
+    let summary = Walker::new(
+        Arc::clone(&plan),
+        Arc::clone(&worker) as Arc<dyn StageWorker>,
+        read_journal(&journal_path).unwrap(),
+    )
+    .force(nodes)
+    .sink(&mut events)
+    .run(std::future::pending())
+    .await
+    .unwrap();
+    let mut started = worker.started.lock().unwrap().clone();
+    started.sort();
+    let mut expected: Vec<String> = ids.iter().map(ToString::to_string).collect();
+    expected.sort();
+    assert_eq!(started, expected);
+    assert_eq!(summary.up_to_date + summary.succeeded, plan.graph.len());
 }

@@ -25,11 +25,10 @@ use futures::StreamExt;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
+use super::WorkLog;
 use super::registry::{ImageRef, OCI_MANIFEST, RegistryClient, RegistryError, sha256_digest};
-use crate::events::ImageRecord;
-use crate::exec::StageLog;
-use crate::plan::model::BaseImage;
-use crate::plan::target::Platform;
+use crate::platform::Platform;
+use crate::records::ImageRecord;
 
 const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 const LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
@@ -49,6 +48,40 @@ pub enum BuildError {
     Export { image: String, message: String },
     #[error(transparent)]
     Registry(#[from] RegistryError),
+}
+
+impl BuildError {
+    /// Failures of the registry or of the connection to the engine may pass;
+    /// a Dockerfile that does not build will fail again.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            BuildError::Registry(error) => error.is_retryable(),
+            BuildError::Engine(error) => super::is_transient(&error.to_string()),
+            BuildError::Build { .. } | BuildError::Base { .. } | BuildError::Export { .. } => false,
+        }
+    }
+}
+
+/// A base image to make: a Debian root file system from debootstrap, or a
+/// copy of the base it is built `from`, plus packages and commands.
+#[derive(Debug, Clone)]
+pub struct BaseRecipe {
+    pub name: String,
+    pub platform: Platform,
+    pub from: Option<String>,
+    pub debootstrap: Option<Debootstrap>,
+    pub packages: Vec<String>,
+    pub run: Vec<String>,
+    pub image_ref: String,
+    /// Names the cached root file system: equal keys, equal trees.
+    pub cache_key: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Debootstrap {
+    pub suite: String,
+    pub variant: Option<String>,
+    pub mirror: Option<String>,
 }
 
 /// A build context: the Dockerfile and folders copied in under given names.
@@ -86,7 +119,7 @@ impl EngineBuilder {
         image_ref: &str,
         platform: &Platform,
         context: &BuildContext<'_>,
-        log: &StageLog,
+        log: &dyn WorkLog,
     ) -> Result<ImageRecord, BuildError> {
         let failure = |message: String| BuildError::Build {
             image: image_ref.to_string(),
@@ -136,7 +169,7 @@ impl EngineBuilder {
         &self,
         image_ref: &str,
         platform: &Platform,
-        log: &StageLog,
+        log: &dyn WorkLog,
     ) -> Result<(String, u64), BuildError> {
         let export_error = |message: String| BuildError::Export {
             image: image_ref.to_string(),
@@ -201,7 +234,7 @@ impl EngineBuilder {
     }
 
     /// The record of a base image already in the engine, if it is there.
-    pub async fn existing_base(&self, base: &BaseImage) -> Option<ImageRecord> {
+    pub async fn existing_base(&self, base: &BaseRecipe) -> Option<ImageRecord> {
         let inspect = self.docker.inspect_image(&base.image_ref).await.ok()?;
         let toolchain = inspect
             .config
@@ -232,9 +265,9 @@ impl EngineBuilder {
     /// `parent` is the base named by `from`.
     pub async fn base(
         &self,
-        base: &BaseImage,
-        parent: Option<&BaseImage>,
-        log: &StageLog,
+        base: &BaseRecipe,
+        parent: Option<&BaseRecipe>,
+        log: &dyn WorkLog,
     ) -> Result<ImageRecord, BuildError> {
         if let Some(record) = self.existing_base(base).await {
             log.line(format!("{} is already in the engine", base.image_ref));
@@ -256,19 +289,19 @@ impl EngineBuilder {
 
     /// Where a base's root file system is kept, by fingerprint, so that bases
     /// built `from` it start from a copy instead of a new debootstrap.
-    pub fn rootfs_dir(&self, base: &BaseImage) -> PathBuf {
+    pub fn rootfs_dir(&self, base: &BaseRecipe) -> PathBuf {
         self.cache_dir
             .join("bases")
-            .join(base.fingerprint.to_hex())
+            .join(&base.cache_key)
             .join("rootfs")
     }
 
     async fn make_rootfs(
         &self,
-        base: &BaseImage,
+        base: &BaseRecipe,
         rootfs: &Path,
         parent_rootfs: Option<&Path>,
-        log: &StageLog,
+        log: &dyn WorkLog,
     ) -> Result<(), BuildError> {
         let failure = |message: String| BuildError::Base {
             base: base.name.clone(),
@@ -372,10 +405,10 @@ impl EngineBuilder {
 
     async fn import(
         &self,
-        base: &BaseImage,
+        base: &BaseRecipe,
         rootfs: &Path,
         toolchain: &BTreeMap<String, String>,
-        log: &StageLog,
+        log: &dyn WorkLog,
     ) -> Result<(), BuildError> {
         let failure = |message: String| BuildError::Base {
             base: base.name.clone(),
@@ -433,7 +466,7 @@ impl EngineBuilder {
     }
 
     /// Pushes an image as the engine has it (bases: their platform is right).
-    pub async fn push_as_is(&self, image_ref: &str, log: &StageLog) -> Result<(), BuildError> {
+    pub async fn push_as_is(&self, image_ref: &str, log: &dyn WorkLog) -> Result<(), BuildError> {
         let (repository, tag) = repository_and_tag(image_ref);
         let options = PushImageOptionsBuilder::default().tag(tag).build();
         let mut stream = self.docker.push_image(repository, Some(options), None);
@@ -534,7 +567,17 @@ fn context_tar(context: &BuildContext<'_>) -> std::io::Result<Vec<u8>> {
     header.set_cksum();
     tar.append_data(&mut header, "Dockerfile", context.dockerfile.as_bytes())?;
     for (name, folder) in context.folders {
-        tar.append_dir_all(name, folder)?;
+        tar.append_dir(name, folder)?;
+        // The same files the build fingerprint hashes, no more.
+        for entry in crate::tree::entries(folder)? {
+            let path = folder.join(&entry.relative);
+            let inside = Path::new(name).join(&entry.relative);
+            if entry.is_dir {
+                tar.append_dir(&inside, &path)?;
+            } else {
+                tar.append_path_with_name(&path, &inside)?;
+            }
+        }
     }
     tar.into_inner()
 }
@@ -639,7 +682,7 @@ fn retarget_config(config: &[u8], platform: &Platform) -> Result<Vec<u8>, String
 async fn package_versions(
     rootfs: &Path,
     packages: &[String],
-    log: &StageLog,
+    log: &dyn WorkLog,
 ) -> BTreeMap<String, String> {
     let mut versions = BTreeMap::new();
     if packages.is_empty() {
@@ -669,7 +712,7 @@ async fn package_versions(
     versions
 }
 
-async fn chroot_logged(rootfs: &Path, script: &str, log: &StageLog) -> Result<(), String> {
+async fn chroot_logged(rootfs: &Path, script: &str, log: &dyn WorkLog) -> Result<(), String> {
     // A private mount namespace: /proc mounted for apt's maintainer scripts
     // disappears with the process, even when it is killed.
     let inner = format!(
@@ -698,7 +741,7 @@ fn shell_quote(text: &str) -> String {
 }
 
 /// Runs a program, copying its output lines into the stage log.
-async fn run_logged(program: &str, args: &[String], log: &StageLog) -> Result<(), String> {
+async fn run_logged(program: &str, args: &[String], log: &dyn WorkLog) -> Result<(), String> {
     log.line(format!("$ {program} {}", args.join(" ")));
     let mut child = tokio::process::Command::new(program)
         .args(args)
@@ -733,7 +776,7 @@ async fn run_logged(program: &str, args: &[String], log: &StageLog) -> Result<()
 /// Copies a child's output into the log; returns the last lines for an error message.
 async fn forward_lines<R: tokio::io::AsyncRead + Unpin>(
     reader: Option<R>,
-    log: &StageLog,
+    log: &dyn WorkLog,
 ) -> Vec<String> {
     let mut kept = std::collections::VecDeque::new();
     if let Some(reader) = reader {

@@ -67,7 +67,7 @@ pub struct ContainerdEngine {
 impl ContainerdEngine {
     pub async fn connect(socket: &Path, namespace: &str) -> Result<Self, EngineError> {
         let fail = |message: String| EngineError::Connect {
-            engine: ENGINE,
+            engine: ENGINE.into(),
             socket: socket.display().to_string(),
             message,
         };
@@ -118,7 +118,7 @@ impl ContainerdEngine {
             .version(())
             .await
             .map_err(|status| EngineError::Connect {
-                engine: ENGINE,
+                engine: ENGINE.into(),
                 socket: self.socket.display().to_string(),
                 message: status_message(&status),
             })?
@@ -136,7 +136,7 @@ impl ContainerdEngine {
             .plugins(request)
             .await
             .map_err(|status| EngineError::Connect {
-                engine: ENGINE,
+                engine: ENGINE.into(),
                 socket: self.socket.display().to_string(),
                 message: status_message(&status),
             })?
@@ -177,7 +177,7 @@ impl ContainerdEngine {
             .content_sizes()
             .await
             .map_err(|message| EngineError::Connect {
-                engine: ENGINE,
+                engine: ENGINE.into(),
                 socket: self.socket.display().to_string(),
                 message,
             })?;
@@ -440,6 +440,27 @@ impl Engine for ContainerdEngine {
     }
     async fn run(&self, request: &RunRequest) -> Result<RunReport, EngineError> {
         ContainerdEngine::run(self, request).await
+    }
+    async fn clean_up(&self, name: &str, image_ref: &str) -> Result<(), EngineError> {
+        let fail = |message: String| EngineError::Container {
+            name: name.to_string(),
+            message,
+        };
+        let mut problems: Vec<String> = self.remove_container(name).await.into_iter().collect();
+        // Platform aliases are named `<ref>@<digest>`: only runs make them.
+        let alias_prefix = format!("{image_ref}@");
+        for image in self.list_images().await.map_err(fail)? {
+            if image.name.starts_with(&alias_prefix)
+                && let Err(problem) = self.delete_image_record(&image.name, false).await
+            {
+                problems.push(format!("delete image alias {}: {problem}", image.name));
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(fail(problems.join("; ")))
+        }
     }
 }
 
@@ -1322,11 +1343,7 @@ fn image_error<'a, E: std::fmt::Display>(
     action: &'static str,
     image: &'a str,
 ) -> impl Fn(E) -> EngineError + 'a {
-    move |error| EngineError::Image {
-        action,
-        image: image.to_string(),
-        message: error.to_string(),
-    }
+    move |error| EngineError::image(action, image, error)
 }
 
 /// Adds the likely fix to the two transfer-service failures that have one.

@@ -22,7 +22,7 @@ impl DockerEngine {
     pub fn connect(socket: &str) -> Result<DockerEngine, EngineError> {
         let docker = Docker::connect_with_unix(socket, 600, bollard::API_DEFAULT_VERSION).map_err(
             |error| EngineError::Connect {
-                engine: "docker",
+                engine: "docker".into(),
                 socket: socket.to_string(),
                 message: error.to_string(),
             },
@@ -54,11 +54,7 @@ fn image_error<'a>(
     action: &'static str,
     image: &'a str,
 ) -> impl Fn(bollard::errors::Error) -> EngineError + 'a {
-    move |error| EngineError::Image {
-        action,
-        image: image.to_string(),
-        message: error.to_string(),
-    }
+    move |error| EngineError::image(action, image, error)
 }
 
 impl Engine for DockerEngine {
@@ -68,7 +64,7 @@ impl Engine for DockerEngine {
             .version()
             .await
             .map_err(|error| EngineError::Connect {
-                engine: "docker",
+                engine: "docker".into(),
                 socket: String::new(),
                 message: error.to_string(),
             })?;
@@ -148,11 +144,7 @@ impl Engine for DockerEngine {
         while let Some(item) = stream.next().await {
             let info = item.map_err(image_error("pull", image_ref))?;
             if let Some(error) = info.error_detail.and_then(|detail| detail.message) {
-                return Err(EngineError::Image {
-                    action: "pull",
-                    image: image_ref.to_string(),
-                    message: error,
-                });
+                return Err(EngineError::image("pull", image_ref, error));
             }
             let status = info.status.unwrap_or_default();
             if let Some(found) = status.strip_prefix("Digest: ") {
@@ -178,11 +170,7 @@ impl Engine for DockerEngine {
         if !unknown.is_empty() {
             let sizes = super::registry::layer_sizes(&self.registry, image_ref, platform)
                 .await
-                .map_err(|error| EngineError::Image {
-                    action: "pull",
-                    image: image_ref.to_string(),
-                    message: error.to_string(),
-                })?;
+                .map_err(|error| EngineError::image("pull", image_ref, error))?;
             for id in unknown {
                 let size = sizes
                     .iter()
@@ -274,9 +262,28 @@ impl Engine for DockerEngine {
             .await;
         outcome
     }
+
+    async fn clean_up(&self, name: &str, _image_ref: &str) -> Result<(), EngineError> {
+        self.remove_container(name).await
+    }
 }
 
 impl DockerEngine {
+    /// Removes the container `name`, running or not; gone already is fine.
+    pub async fn remove_container(&self, name: &str) -> Result<(), EngineError> {
+        let remove = RemoveContainerOptionsBuilder::default().force(true).build();
+        match self.docker.remove_container(name, Some(remove)).await {
+            Ok(()) => Ok(()),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(()),
+            Err(error) => Err(EngineError::Container {
+                name: name.to_string(),
+                message: error.to_string(),
+            }),
+        }
+    }
+
     async fn output(&self, name: &str) -> Result<(String, String), bollard::errors::Error> {
         let options = LogsOptionsBuilder::default()
             .stdout(true)

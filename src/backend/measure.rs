@@ -4,7 +4,7 @@
 use regex::Regex;
 
 use super::{PullReport, RunReport};
-use crate::events::RunRecord;
+use crate::records::RunRecord;
 use crate::spec::TimeUnit;
 
 /// The checks a run's output must pass.

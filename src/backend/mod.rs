@@ -6,32 +6,211 @@
 pub mod builder;
 pub mod containerd;
 pub mod docker;
+pub mod host;
 pub mod measure;
 pub mod oci;
 pub mod registry;
 pub mod ssh;
 
+use std::sync::Arc;
+
+use builder::{BaseRecipe, BuildContext, BuildError, EngineBuilder};
+use host::{BoxFuture, HostConnector};
+use registry::{ImageRef, IndexEntry, Manifest, RegistryClient, RegistryError};
+
+use crate::platform::Platform;
+use crate::records::ImageRecord;
+
+/// Everything an apply talks to, in one place: the engine that builds, the
+/// registry, and the way to the measured hosts. Tests swap in fakes.
+#[derive(Clone)]
+pub struct Backends {
+    pub builder: Arc<dyn ImageBuilder>,
+    pub registry: Arc<dyn Registry>,
+    pub hosts: Arc<dyn HostConnector>,
+}
+
+/// Builds images and puts them in the registry.
+pub trait ImageBuilder: Send + Sync {
+    /// Makes a base image from its recipe (`parent` is the base it is built from).
+    fn base<'a>(
+        &'a self,
+        recipe: &'a BaseRecipe,
+        parent: Option<&'a BaseRecipe>,
+        log: &'a dyn WorkLog,
+    ) -> BoxFuture<'a, Result<ImageRecord, BuildError>>;
+    /// Builds one image from a rendered Dockerfile and its context folders.
+    fn build<'a>(
+        &'a self,
+        image_ref: &'a str,
+        platform: &'a Platform,
+        context: &'a BuildContext<'a>,
+        log: &'a dyn WorkLog,
+    ) -> BoxFuture<'a, Result<ImageRecord, BuildError>>;
+    /// Pushes a built image to its registry: as a single-platform image for
+    /// `platform` when one is given, else as the engine holds it.
+    fn push<'a>(
+        &'a self,
+        image_ref: &'a str,
+        platform: Option<&'a Platform>,
+        log: &'a dyn WorkLog,
+    ) -> BoxFuture<'a, Result<(), BuildError>>;
+}
+
+/// What the pipeline asks of the registry itself.
+pub trait Registry: Send + Sync {
+    fn manifest<'a>(
+        &'a self,
+        image: &'a ImageRef,
+    ) -> BoxFuture<'a, Result<Manifest, RegistryError>>;
+    /// Publishes an index over platform manifests; returns its digest and size.
+    fn put_index<'a>(
+        &'a self,
+        image: &'a ImageRef,
+        entries: &'a [IndexEntry],
+    ) -> BoxFuture<'a, Result<(String, u64), RegistryError>>;
+}
+
+impl ImageBuilder for EngineBuilder {
+    fn base<'a>(
+        &'a self,
+        recipe: &'a BaseRecipe,
+        parent: Option<&'a BaseRecipe>,
+        log: &'a dyn WorkLog,
+    ) -> BoxFuture<'a, Result<ImageRecord, BuildError>> {
+        Box::pin(async move {
+            let record = EngineBuilder::base(self, recipe, parent, log).await?;
+            // Image builds on other engines reach bases through the registry.
+            self.push_as_is(&record.image_ref, log).await?;
+            Ok(record)
+        })
+    }
+
+    fn build<'a>(
+        &'a self,
+        image_ref: &'a str,
+        platform: &'a Platform,
+        context: &'a BuildContext<'a>,
+        log: &'a dyn WorkLog,
+    ) -> BoxFuture<'a, Result<ImageRecord, BuildError>> {
+        Box::pin(EngineBuilder::build(
+            self, image_ref, platform, context, log,
+        ))
+    }
+
+    fn push<'a>(
+        &'a self,
+        image_ref: &'a str,
+        platform: Option<&'a Platform>,
+        log: &'a dyn WorkLog,
+    ) -> BoxFuture<'a, Result<(), BuildError>> {
+        Box::pin(async move {
+            match platform {
+                Some(platform) => self.publish(image_ref, platform, log).await.map(drop),
+                None => self.push_as_is(image_ref, log).await,
+            }
+        })
+    }
+}
+
+impl Registry for RegistryClient {
+    fn manifest<'a>(
+        &'a self,
+        image: &'a ImageRef,
+    ) -> BoxFuture<'a, Result<Manifest, RegistryError>> {
+        Box::pin(RegistryClient::manifest(self, image))
+    }
+
+    fn put_index<'a>(
+        &'a self,
+        image: &'a ImageRef,
+        entries: &'a [IndexEntry],
+    ) -> BoxFuture<'a, Result<(String, u64), RegistryError>> {
+        Box::pin(RegistryClient::put_index(self, image, entries))
+    }
+}
+
 use std::future::Future;
+
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-#[derive(Debug, thiserror::Error)]
+/// What went wrong in an engine. It crosses the agent's wire as it is, so
+/// the runner knows whether another attempt can help.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum EngineError {
     #[error("failed to connect to {engine} at {socket}: {message}")]
     Connect {
-        engine: &'static str,
+        engine: String,
         socket: String,
         message: String,
     },
     #[error("{action} {image} failed: {message}")]
     Image {
-        action: &'static str,
+        action: String,
         image: String,
         message: String,
+        /// The registry or the network failed, not the image: worth retrying.
+        transient: bool,
     },
     #[error("container {name} failed: {message}")]
     Container { name: String, message: String },
     #[error("container {name} did not exit within {seconds} s")]
     Timeout { name: String, seconds: u64 },
+}
+
+impl EngineError {
+    pub fn image(action: &str, image: &str, message: impl std::fmt::Display) -> EngineError {
+        let message = message.to_string();
+        EngineError::Image {
+            action: action.to_string(),
+            image: image.to_string(),
+            transient: is_transient(&message),
+            message,
+        }
+    }
+
+    /// An engine that cannot be reached may come back; a registry that
+    /// answered 5xx or dropped the connection too. A container that failed
+    /// or hung will do the same again.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            EngineError::Connect { .. } => true,
+            EngineError::Image { transient, .. } => *transient,
+            EngineError::Container { .. } | EngineError::Timeout { .. } => false,
+        }
+    }
+}
+
+/// Engines pass registry failures on as text; these are the ones that say
+/// the registry or the network was unavailable rather than the image wrong.
+pub fn is_transient(message: &str) -> bool {
+    const SIGNS: [&str; 14] = [
+        "connection refused",
+        "connection reset",
+        "broken pipe",
+        "no route to host",
+        "i/o timeout",
+        "timed out",
+        "temporarily unavailable",
+        "service unavailable",
+        "bad gateway",
+        "gateway timeout",
+        "too many requests",
+        " 502",
+        " 503",
+        " 504",
+    ];
+    let message = message.to_ascii_lowercase();
+    SIGNS.iter().any(|sign| message.contains(sign)) || message.ends_with(": eof")
+}
+
+/// Where a backend sends the lines and byte counts of long work (a build,
+/// a push), so it needs to know nothing of stages or events.
+pub trait WorkLog: Send + Sync {
+    fn line(&self, line: String);
+    fn progress(&self, _done: u64, _total: Option<u64>) {}
 }
 
 /// What a pull did.
@@ -109,6 +288,14 @@ pub trait Engine: Send + Sync {
         &self,
         request: &RunRequest,
     ) -> impl Future<Output = Result<RunReport, EngineError>> + Send;
+    /// Removes whatever a run named `name` of `image_ref` left behind when it
+    /// was cut short: container, task, snapshot, temporary image records.
+    /// What is already gone is no error.
+    fn clean_up(
+        &self,
+        name: &str,
+        image_ref: &str,
+    ) -> impl Future<Output = Result<(), EngineError>> + Send;
 }
 
 /// The containerd runtime type of a runtime name in the inventory.

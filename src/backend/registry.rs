@@ -29,6 +29,22 @@ pub enum RegistryError {
     Manifest { target: String, message: String },
 }
 
+impl RegistryError {
+    /// A registry that answered 5xx or 429, or could not be reached, may
+    /// answer the next attempt; a missing or malformed manifest will not.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            RegistryError::Request { message, .. } => {
+                message.starts_with("HTTP 5")
+                    || message.starts_with("HTTP 429")
+                    || message.contains("error sending request")
+                    || super::is_transient(message)
+            }
+            RegistryError::Reference(_) | RegistryError::Manifest { .. } => false,
+        }
+    }
+}
+
 /// `registry/repository:tag` or `registry/repository@sha256:...`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageRef {

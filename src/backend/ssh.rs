@@ -7,7 +7,10 @@ use std::process::Stdio;
 use std::sync::Arc;
 
 use openssh::{KnownHosts, Session, SessionBuilder};
+use std::time::Duration;
+
 use tokio::io::AsyncWriteExt;
+use tokio_util::sync::CancellationToken;
 
 use crate::inventory::{Connection, HostSettings};
 
@@ -15,6 +18,8 @@ use crate::inventory::{Connection, HostSettings};
 pub enum TransportError {
     #[error("failed to connect to host {host} over ssh: {message}")]
     Connect { host: String, message: String },
+    #[error("the command on host {host} was cancelled")]
+    Cancelled { host: String },
     #[error("`{command}` on host {host} failed: {message}")]
     Command {
         host: String,
@@ -103,18 +108,41 @@ impl Transport {
         }
     }
 
-    /// Runs `program args` on the host with `input` on its stdin.
+    /// Runs `program args` on the host with `input` on its stdin, which is
+    /// then closed.
     pub async fn run(
         &self,
         program: &str,
         args: &[&str],
         input: &[u8],
     ) -> Result<CommandOutput, TransportError> {
+        self.call(
+            program,
+            args,
+            input,
+            &CancellationToken::new(),
+            Duration::ZERO,
+        )
+        .await
+    }
+
+    /// Like [`Self::run`], but stdin stays open until the program exits or
+    /// `cancel` fires. Cancelling closes stdin, which the program takes as
+    /// the sign to stop, and waits up to `grace` for it to finish cleaning up.
+    pub async fn call(
+        &self,
+        program: &str,
+        args: &[&str],
+        input: &[u8],
+        cancel: &CancellationToken,
+        grace: Duration,
+    ) -> Result<CommandOutput, TransportError> {
         let failure = |message: String| TransportError::Command {
             host: self.host().to_string(),
             command: format!("{program} {}", args.join(" ")),
             message,
         };
+        let hold_stdin = !grace.is_zero();
         match self {
             Transport::Ssh { session, .. } => {
                 let mut command = session.command(program);
@@ -127,19 +155,26 @@ impl Transport {
                     .spawn()
                     .await
                     .map_err(|error| failure(error.to_string()))?;
-                if let Some(mut stdin) = child.stdin().take() {
+                let mut stdin = child.stdin().take();
+                if let Some(stdin) = stdin.as_mut() {
                     stdin
                         .write_all(input)
                         .await
                         .map_err(|error| failure(error.to_string()))?;
                     stdin
-                        .shutdown()
+                        .flush()
                         .await
                         .map_err(|error| failure(error.to_string()))?;
                 }
-                let output = child
-                    .wait_with_output()
+                if !hold_stdin {
+                    drop(stdin.take());
+                }
+                let output = child.wait_with_output();
+                let output = wait_or_cancel(output, stdin, cancel, grace)
                     .await
+                    .ok_or_else(|| TransportError::Cancelled {
+                        host: self.host().to_string(),
+                    })?
                     .map_err(|error| failure(error.to_string()))?;
                 Ok(CommandOutput {
                     status: output.status.code(),
@@ -156,16 +191,22 @@ impl Transport {
                     .stderr(Stdio::piped())
                     .spawn()
                     .map_err(|error| failure(error.to_string()))?;
-                if let Some(mut stdin) = child.stdin.take() {
+                let mut stdin = child.stdin.take();
+                if let Some(stdin) = stdin.as_mut() {
                     stdin
                         .write_all(input)
                         .await
                         .map_err(|error| failure(error.to_string()))?;
-                    drop(stdin);
                 }
-                let output = child
-                    .wait_with_output()
+                if !hold_stdin {
+                    drop(stdin.take());
+                }
+                let output = child.wait_with_output();
+                let output = wait_or_cancel(output, stdin, cancel, grace)
                     .await
+                    .ok_or_else(|| TransportError::Cancelled {
+                        host: self.host().to_string(),
+                    })?
                     .map_err(|error| failure(error.to_string()))?;
                 Ok(CommandOutput {
                     status: output.status.code(),
@@ -212,4 +253,22 @@ impl Transport {
         }
         Ok(PathBuf::from(remote))
     }
+}
+
+/// Waits for `output`; if `cancel` fires first, closes `stdin` and gives the
+/// program `grace` to finish. `None` when cancelled.
+async fn wait_or_cancel<T, W>(
+    output: impl std::future::Future<Output = T>,
+    stdin: Option<W>,
+    cancel: &CancellationToken,
+    grace: Duration,
+) -> Option<T> {
+    tokio::pin!(output);
+    tokio::select! {
+        done = &mut output => return Some(done),
+        () = cancel.cancelled() => {}
+    }
+    drop(stdin);
+    let _ = tokio::time::timeout(grace, &mut output).await;
+    None
 }

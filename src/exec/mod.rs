@@ -1,23 +1,32 @@
 //! Walks the stage DAG: starts a stage when every stage it needs is done,
-//! within per-kind and per-host limits, with timeouts, retries and
-//! cancellation. It does no work itself: a [`StageWorker`] does, and every
-//! state change goes out as a [`StageEvent`] to the sinks.
+//! within per-kind and per-host limits, with timeouts, retries that back
+//! off, and cancellation that reaches the work. It does no work itself: a
+//! [`StageWorker`] does, and every state change goes out as a
+//! [`StageEvent`] to the sinks.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use futures::FutureExt;
 use petgraph::graph::NodeIndex;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 use crate::events::{EventBody, EventSink, SinkError, StageEvent, StageOutput, now_ms};
 use crate::journal::JournalState;
-use crate::plan::{Plan, StageId, StageKind, Subject};
+use crate::plan::fingerprint::FingerprintBuilder;
+use crate::plan::{Plan, StageId, StageKind, StageWork};
 
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// How long cancelled work gets to clean up (an agent removing its
+/// container) before the walker stops waiting for it.
+pub const CANCEL_GRACE: Duration = Duration::from_secs(35);
 
 /// Does the work of one stage.
 pub trait StageWorker: Send + Sync + 'static {
@@ -29,13 +38,59 @@ pub struct Job {
     pub plan: Arc<Plan>,
     pub node: NodeIndex,
     pub attempt: u32,
-    pub inputs: HashMap<StageId, StageOutput>,
+    pub inputs: StageInputs,
     pub log: StageLog,
+    /// Fires on a timeout or an interrupt: stop, clean up, return.
+    pub cancel: CancellationToken,
 }
 
 impl Job {
     pub fn stage(&self) -> &crate::plan::Stage {
         self.plan.graph.stage(self.node)
+    }
+}
+
+/// The outputs of the stages a stage needs, by their kind.
+#[derive(Debug, Clone, Default)]
+pub struct StageInputs(Vec<(StageKind, StageId, StageOutput)>);
+
+impl StageInputs {
+    pub fn new(inputs: Vec<(StageKind, StageId, StageOutput)>) -> StageInputs {
+        StageInputs(inputs)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The outputs of every needed stage of `kind`.
+    pub fn of_kind(&self, kind: StageKind) -> impl Iterator<Item = (&StageId, &StageOutput)> {
+        self.0
+            .iter()
+            .filter(move |(input_kind, _, _)| *input_kind == kind)
+            .map(|(_, id, output)| (id, output))
+    }
+
+    /// The output of the one needed stage of `kind`.
+    pub fn one(&self, kind: StageKind) -> Option<&StageOutput> {
+        self.of_kind(kind).next().map(|(_, output)| output)
+    }
+
+    /// A digest of every input, recorded with the stage's output: a resume
+    /// reuses that output only while the inputs are still the same.
+    pub fn digest(&self) -> String {
+        let mut sorted: Vec<&(StageKind, StageId, StageOutput)> = self.0.iter().collect();
+        sorted.sort_by(|a, b| a.1.cmp(&b.1));
+        let mut builder = FingerprintBuilder::new("inputs");
+        for (_, id, output) in sorted {
+            builder.str("stage", id.as_str());
+            builder.str("output", &serde_json::to_string(output).unwrap_or_default());
+        }
+        builder.finish().to_hex()
     }
 }
 
@@ -69,11 +124,24 @@ impl StageLog {
     }
 }
 
-/// Why an attempt failed; `retryable` failures are tried again while retries last.
+impl crate::backend::WorkLog for StageLog {
+    fn line(&self, line: String) {
+        StageLog::line(self, line);
+    }
+
+    fn progress(&self, done: u64, total: Option<u64>) {
+        StageLog::progress(self, done, total);
+    }
+}
+
+/// Why an attempt failed; `retryable` failures are tried again while
+/// retries and the stage's time last.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StageFailure {
     pub message: String,
     pub retryable: bool,
+    /// Stopped by a cancel (interrupt), not failed: the stage stays pending.
+    pub cancelled: bool,
     /// What the stage measured before failing, kept in the results.
     pub partial: Option<StageOutput>,
 }
@@ -83,6 +151,7 @@ impl StageFailure {
         Self {
             message: message.into(),
             retryable: true,
+            cancelled: false,
             partial: None,
         }
     }
@@ -91,6 +160,16 @@ impl StageFailure {
         Self {
             message: message.into(),
             retryable: false,
+            cancelled: false,
+            partial: None,
+        }
+    }
+
+    pub fn cancelled(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            retryable: false,
+            cancelled: true,
             partial: None,
         }
     }
@@ -120,6 +199,38 @@ impl Default for Concurrency {
     }
 }
 
+/// Waits between attempts: doubling from `first`, at most `max`, each
+/// drawn between half and all of that (jitter keeps retries of many
+/// stages from hitting a recovering registry at the same moment).
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    pub first: Duration,
+    pub max: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            first: Duration::from_secs(1),
+            max: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Backoff {
+    /// The wait after failed attempt `attempt` (from 1); `salt` varies the jitter.
+    pub fn delay(&self, attempt: u32, salt: u64) -> Duration {
+        let doubled = self
+            .first
+            .saturating_mul(1u32 << attempt.saturating_sub(1).min(20))
+            .min(self.max);
+        let mut mix = salt ^ now_ms().wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        mix = (mix ^ (mix >> 31)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        let fraction = 0.5 + (mix >> 11) as f64 / (1u64 << 53) as f64 / 2.0;
+        doubled.mul_f64(fraction)
+    }
+}
+
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ApplySummary {
     pub succeeded: usize,
@@ -142,11 +253,9 @@ enum NodeState {
     Waiting,
     Ready,
     Running,
-    /// Done; `fresh` when executed in this apply rather than reused.
-    Done {
-        output: StageOutput,
-        fresh: bool,
-    },
+    /// Failed an attempt and waits out its backoff.
+    BackingOff,
+    Done(StageOutput),
     Failed,
     Blocked,
 }
@@ -158,21 +267,39 @@ enum Lane {
     Host(usize),
 }
 
+/// What a spawned task reports back.
+enum TaskReport {
+    Attempt {
+        node: NodeIndex,
+        attempt: u32,
+        duration_ms: u64,
+        result: Result<StageOutput, StageFailure>,
+    },
+    /// A backoff has passed: the stage goes back into its queue.
+    RetryDue(NodeIndex),
+}
+
 pub struct Walker<'s> {
     plan: Arc<Plan>,
     worker: Arc<dyn StageWorker>,
     journal: JournalState,
     concurrency: Concurrency,
+    backoff: Backoff,
+    /// Stages to run again even if the journal has them (`apply --from`).
+    forced: Vec<bool>,
     sinks: Vec<&'s mut dyn EventSink>,
 }
 
 impl<'s> Walker<'s> {
     pub fn new(plan: Arc<Plan>, worker: Arc<dyn StageWorker>, journal: JournalState) -> Self {
+        let count = plan.graph.len();
         Walker {
             plan,
             worker,
             journal,
             concurrency: Concurrency::default(),
+            backoff: Backoff::default(),
+            forced: vec![false; count],
             sinks: Vec::new(),
         }
     }
@@ -184,13 +311,32 @@ impl<'s> Walker<'s> {
     }
 
     #[must_use]
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// Runs these stages again whatever the journal says; what depends on
+    /// them follows, since their outputs are new.
+    #[must_use]
+    pub fn force(mut self, nodes: impl IntoIterator<Item = NodeIndex>) -> Self {
+        for node in nodes {
+            if let Some(flag) = self.forced.get_mut(node.index()) {
+                *flag = true;
+            }
+        }
+        self
+    }
+
+    #[must_use]
     pub fn sink(mut self, sink: &'s mut dyn EventSink) -> Self {
         self.sinks.push(sink);
         self
     }
 
     /// Runs the plan until every stage is done, failed or blocked, or until
-    /// `interrupt` resolves.
+    /// `interrupt` resolves. On an interrupt, running work is cancelled and
+    /// waited for (within [`CANCEL_GRACE`]), so what finished is kept.
     pub async fn run(
         mut self,
         interrupt: impl Future<Output = ()>,
@@ -207,9 +353,12 @@ impl<'s> Walker<'s> {
         let mut running_per_lane: HashMap<Lane, usize> = HashMap::new();
         let mut summary = ApplySummary::default();
         let (sender, mut receiver) = mpsc::unbounded_channel::<StageEvent>();
-        let mut tasks: JoinSet<(NodeIndex, u32, u64, Result<StageOutput, StageFailure>)> =
-            JoinSet::new();
+        let mut tasks: JoinSet<TaskReport> = JoinSet::new();
         let mut attempts = vec![0u32; count];
+        let mut deadlines: Vec<Option<Instant>> = vec![None; count];
+        let mut input_digests: Vec<String> = vec![String::new(); count];
+        let root_cancel = CancellationToken::new();
+        let mut interrupted = false;
 
         // Stages with no needs are ready at once; readiness then spreads as stages finish.
         let mut newly_ready: VecDeque<NodeIndex> = (0..count)
@@ -219,20 +368,19 @@ impl<'s> Walker<'s> {
         tokio::pin!(interrupt);
 
         loop {
-            // Settle readiness: reuse journal outputs where nothing upstream changed.
+            // Settle readiness: reuse journal outputs whose fingerprint and inputs are unchanged.
             while let Some(node) = newly_ready.pop_front() {
                 let stage = graph.stage(node);
-                let fingerprint = stage.fingerprint.to_hex();
-                let upstream_fresh = graph.needs(node).iter().any(|need| {
-                    graph.node(need).is_some_and(|n| {
-                        matches!(node_states[n.index()], NodeState::Done { fresh: true, .. })
-                    })
-                });
-                let reusable = if upstream_fresh {
+                let inputs = self.inputs_of(node, &node_states);
+                let digest = inputs.digest();
+                let reusable = if self.forced[node.index()] {
                     None
                 } else {
-                    self.journal.reusable(&stage.id, &fingerprint).cloned()
+                    self.journal
+                        .reusable(&stage.id, &stage.fingerprint.to_hex(), &digest)
+                        .cloned()
                 };
+                input_digests[node.index()] = digest;
                 if let Some(output) = reusable {
                     self.emit(&StageEvent::new(
                         stage,
@@ -241,10 +389,7 @@ impl<'s> Walker<'s> {
                         },
                     ))?;
                     summary.up_to_date += 1;
-                    node_states[node.index()] = NodeState::Done {
-                        output,
-                        fresh: false,
-                    };
+                    node_states[node.index()] = NodeState::Done(output);
                     release(graph, node, &mut remaining, &mut newly_ready);
                 } else {
                     node_states[node.index()] = NodeState::Ready;
@@ -258,6 +403,9 @@ impl<'s> Walker<'s> {
 
             // Start what the limits allow, lowest sequence first within a lane.
             for (lane, queue) in &mut queues {
+                if interrupted {
+                    break;
+                }
                 let limit = lane_limit(&plan, *lane, &self.concurrency);
                 let running = running_per_lane.entry(*lane).or_default();
                 while *running < limit {
@@ -269,50 +417,29 @@ impl<'s> Walker<'s> {
                     attempts[node.index()] += 1;
                     let attempt = attempts[node.index()];
                     let stage = graph.stage(node);
-                    self.emit(&StageEvent::new(stage, EventBody::Started { attempt }))?;
-                    let inputs = graph
-                        .needs(node)
-                        .into_iter()
-                        .filter_map(|need| {
-                            let index = graph.node(need)?.index();
-                            match &node_states[index] {
-                                NodeState::Done { output, .. } => {
-                                    Some((need.clone(), output.clone()))
-                                }
-                                _ => None,
-                            }
-                        })
-                        .collect();
+                    let timeout = stage.limit.timeout;
+                    let deadline = *deadlines[node.index()].get_or_insert_with(|| {
+                        timeout.map_or(far_future(), |t| Instant::now() + t)
+                    });
+                    for sink in &mut self.sinks {
+                        sink.on_event(&StageEvent::new(stage, EventBody::Started { attempt }))?;
+                    }
+                    let cancel = root_cancel.child_token();
                     let job = Job {
                         plan: Arc::clone(&plan),
                         node,
                         attempt,
-                        inputs,
+                        inputs: self.inputs_of(node, &node_states),
                         log: StageLog {
                             stage: stage.id.clone(),
                             kind: stage.kind,
                             fingerprint: stage.fingerprint.to_hex(),
                             sender: sender.clone(),
                         },
+                        cancel: cancel.clone(),
                     };
                     let work = self.worker.run(job);
-                    let timeout = stage.limit.timeout;
-                    tasks.spawn(async move {
-                        let started = Instant::now();
-                        let result = match timeout {
-                            Some(limit) => match tokio::time::timeout(limit, work).await {
-                                Ok(result) => result,
-                                Err(_) => Err(StageFailure::retryable(format!(
-                                    "timed out after {}",
-                                    humantime::format_duration(limit)
-                                ))),
-                            },
-                            None => work.await,
-                        };
-                        let elapsed =
-                            u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-                        (node, attempt, elapsed, result)
-                    });
+                    tasks.spawn(attempt_task(node, attempt, work, deadline, timeout, cancel));
                 }
             }
 
@@ -325,10 +452,23 @@ impl<'s> Walker<'s> {
                 biased;
                 Some(event) = receiver.recv() => self.emit(&event)?,
                 Some(joined) = tasks.join_next() => {
-                    let Ok((node, attempt, duration_ms, result)) = joined else { continue };
+                    let Ok(report) = joined else { continue };
                     while let Ok(event) = receiver.try_recv() {
                         self.emit(&event)?;
                     }
+                    let (node, attempt, duration_ms, result) = match report {
+                        TaskReport::RetryDue(node) => {
+                            let stage = graph.stage(node);
+                            if interrupted {
+                                self.emit(&StageEvent::new(stage, EventBody::Cancelled))?;
+                            } else {
+                                node_states[node.index()] = NodeState::Ready;
+                                queues.entry(lane_of(&plan, node)).or_default().insert(priority(&plan, node), node);
+                            }
+                            continue;
+                        }
+                        TaskReport::Attempt { node, attempt, duration_ms, result } => (node, attempt, duration_ms, result),
+                    };
                     let lane = lane_of(&plan, node);
                     if let Some(running) = running_per_lane.get_mut(&lane) {
                         *running -= 1;
@@ -336,44 +476,106 @@ impl<'s> Walker<'s> {
                     let stage = graph.stage(node);
                     match result {
                         Ok(output) => {
-                            self.emit(&StageEvent::new(stage, EventBody::Succeeded { output: output.clone(), duration_ms }))?;
+                            self.emit(&StageEvent::new(stage, EventBody::Succeeded {
+                                output: output.clone(),
+                                duration_ms,
+                                inputs: Some(input_digests[node.index()].clone()),
+                            }))?;
                             summary.succeeded += 1;
-                            node_states[node.index()] = NodeState::Done { output, fresh: true };
+                            node_states[node.index()] = NodeState::Done(output);
                             release(graph, node, &mut remaining, &mut newly_ready);
                         }
+                        Err(failure) if failure.cancelled || (interrupted && failure.retryable) => {
+                            self.emit(&StageEvent::new(stage, EventBody::Cancelled))?;
+                            node_states[node.index()] = NodeState::Waiting;
+                        }
                         Err(failure) if failure.retryable && attempt <= stage.limit.retries => {
-                            self.emit(&StageEvent::new(stage, EventBody::Retrying { attempt, error: failure.message }))?;
-                            node_states[node.index()] = NodeState::Ready;
-                            queues.entry(lane).or_default().insert(priority(&plan, node), node);
+                            let delay = self.backoff.delay(attempt, node.index() as u64);
+                            let left = deadlines[node.index()]
+                                .map_or(Duration::MAX, |deadline| deadline.saturating_duration_since(Instant::now()));
+                            if delay >= left {
+                                let message = format!("{} (no time left for another attempt within the stage's timeout)", failure.message);
+                                self.fail(node, message, failure.partial, duration_ms, &mut node_states, &mut summary)?;
+                                continue;
+                            }
+                            self.emit(&StageEvent::new(stage, EventBody::Retrying {
+                                attempt,
+                                error: failure.message,
+                                delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                            }))?;
+                            node_states[node.index()] = NodeState::BackingOff;
+                            tasks.spawn(async move {
+                                tokio::time::sleep(delay).await;
+                                TaskReport::RetryDue(node)
+                            });
                         }
                         Err(failure) => {
-                            self.emit(&StageEvent::new(stage, EventBody::Failed { error: failure.message.clone(), duration_ms, output: failure.partial.clone() }))?;
-                            summary.failed.push((stage.id.clone(), failure.message));
-                            node_states[node.index()] = NodeState::Failed;
-                            summary.blocked += self.block_dependents(node, &mut node_states)?;
+                            self.fail(node, failure.message, failure.partial, duration_ms, &mut node_states, &mut summary)?;
                         }
                     }
                 }
-                () = &mut interrupt => {
+                () = &mut interrupt, if !interrupted => {
+                    interrupted = true;
                     summary.interrupted = true;
-                    tasks.abort_all();
-                    while tasks.join_next().await.is_some() {}
-                    while let Ok(event) = receiver.try_recv() {
-                        self.emit(&event)?;
-                    }
-                    for (index, node_state) in node_states.iter().enumerate() {
-                        if matches!(node_state, NodeState::Running) {
-                            self.emit(&StageEvent::new(graph.stage(NodeIndex::new(index)), EventBody::Cancelled))?;
-                        }
-                    }
-                    break;
+                    // Running work is told to stop and clean up; what
+                    // finishes meanwhile is still recorded below.
+                    root_cancel.cancel();
+                    queues.clear();
                 }
             }
+        }
+        while let Ok(event) = receiver.try_recv() {
+            self.emit(&event)?;
         }
         for sink in &mut self.sinks {
             sink.finish()?;
         }
         Ok(summary)
+    }
+
+    /// The outputs of the stages `node` needs, as far as they are done.
+    fn inputs_of(&self, node: NodeIndex, node_states: &[NodeState]) -> StageInputs {
+        let graph = &self.plan.graph;
+        StageInputs::new(
+            graph
+                .needs(node)
+                .into_iter()
+                .filter_map(|need| {
+                    let index = graph.node(need)?;
+                    match &node_states[index.index()] {
+                        NodeState::Done(output) => {
+                            Some((graph.stage(index).kind, need.clone(), output.clone()))
+                        }
+                        _ => None,
+                    }
+                })
+                .collect(),
+        )
+    }
+
+    fn fail(
+        &mut self,
+        node: NodeIndex,
+        message: String,
+        partial: Option<StageOutput>,
+        duration_ms: u64,
+        node_states: &mut [NodeState],
+        summary: &mut ApplySummary,
+    ) -> Result<(), SinkError> {
+        let plan = Arc::clone(&self.plan);
+        let stage = plan.graph.stage(node);
+        self.emit(&StageEvent::new(
+            stage,
+            EventBody::Failed {
+                error: message.clone(),
+                duration_ms,
+                output: partial,
+            },
+        ))?;
+        summary.failed.push((stage.id.clone(), message));
+        node_states[node.index()] = NodeState::Failed;
+        summary.blocked += self.block_dependents(node, node_states)?;
+        Ok(())
     }
 
     fn emit(&mut self, event: &StageEvent) -> Result<(), SinkError> {
@@ -439,9 +641,9 @@ fn release(
 /// Host-bound stages share their host's lane, so measurements never overlap.
 fn lane_of(plan: &Plan, node: NodeIndex) -> Lane {
     let stage = plan.graph.stage(node);
-    match &stage.subject {
-        Subject::Host { host } | Subject::Pull { host, .. } => Lane::Host(*host),
-        Subject::Run(run) => Lane::Host(plan.experiment.cells[run.cell].host),
+    match &stage.work {
+        StageWork::PrepareHost { host } | StageWork::Pull { host, .. } => Lane::Host(*host),
+        StageWork::Run(run) => Lane::Host(plan.experiment.cells[run.cell].host),
         _ => Lane::Kind(stage.kind),
     }
 }
@@ -456,10 +658,77 @@ fn lane_limit(plan: &Plan, lane: Lane, concurrency: &Concurrency) -> usize {
 /// Within a lane: prepare, then pulls, then runs in their planned sequence;
 /// ties go to the earlier stage in the plan.
 fn priority(plan: &Plan, node: NodeIndex) -> (u32, usize) {
-    let order = match &plan.graph.stage(node).subject {
-        Subject::Pull { .. } => 1,
-        Subject::Run(run) => run.sequence.saturating_add(2),
+    let order = match &plan.graph.stage(node).work {
+        StageWork::Pull { .. } => 1,
+        StageWork::Run(run) => run.sequence.saturating_add(2),
         _ => 0,
     };
     (order, node.index())
+}
+
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)
+}
+
+/// One attempt, bounded by the stage's deadline: a timeout or an interrupt
+/// cancels the work and gives it [`CANCEL_GRACE`] to clean up; a panic
+/// fails the stage with its message.
+async fn attempt_task(
+    node: NodeIndex,
+    attempt: u32,
+    work: BoxFuture<Result<StageOutput, StageFailure>>,
+    deadline: Instant,
+    timeout: Option<Duration>,
+    cancel: CancellationToken,
+) -> TaskReport {
+    let started = Instant::now();
+    let work = AssertUnwindSafe(work).catch_unwind();
+    tokio::pin!(work);
+    let caught = tokio::select! {
+        caught = &mut work => Some(caught),
+        () = tokio::time::sleep_until(deadline.into()) => None,
+        () = cancel.cancelled() => None,
+    };
+    let result = match caught {
+        Some(Ok(result)) => result,
+        Some(Err(panic)) => Err(StageFailure::fatal(format!(
+            "the stage panicked: {}",
+            panic_message(panic.as_ref())
+        ))),
+        None => {
+            let timed_out = !cancel.is_cancelled();
+            cancel.cancel();
+            let cleanup = tokio::time::timeout(CANCEL_GRACE, &mut work).await;
+            let note = if cleanup.is_ok() {
+                ""
+            } else {
+                "; its work did not stop within the grace period"
+            };
+            if timed_out {
+                let limit = timeout.map_or_else(String::new, |limit| {
+                    humantime::format_duration(limit).to_string()
+                });
+                Err(StageFailure::fatal(format!(
+                    "timed out after {limit}{note}"
+                )))
+            } else {
+                Err(StageFailure::cancelled(format!("cancelled{note}")))
+            }
+        }
+    };
+    let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    TaskReport::Attempt {
+        node,
+        attempt,
+        duration_ms,
+        result,
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|text| (*text).to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
 }

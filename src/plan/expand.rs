@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use petgraph::graph::NodeIndex;
 
 use super::fingerprint::{Fingerprint, FingerprintBuilder};
-use super::graph::{GraphError, RunSubject, Stage, StageGraph, StageId, StageKind, Subject};
+use super::graph::{GraphError, RunSubject, Stage, StageGraph, StageId, StageKind, StageWork};
 use super::model::{Cell, Experiment};
 use crate::spec::{RunOrder, Scenario};
 
@@ -25,21 +25,23 @@ pub fn expand(experiment: &Experiment) -> Result<StageGraph, GraphError> {
         + experiment.cells.len() * runs_per_cell
         + 2;
     let mut graph = StageGraph::with_capacity(stage_estimate, stage_estimate * 3);
-    let stage = |kind: StageKind, path: &str, fingerprint: Fingerprint, subject: Subject| Stage {
-        id: StageId::new(kind, path),
-        kind,
-        fingerprint,
-        subject,
-        limit: experiment.limits.get(kind),
+    let stage = |path: &str, fingerprint: Fingerprint, work: StageWork| {
+        let kind = work.kind();
+        Stage {
+            id: StageId::new(kind, path),
+            kind,
+            fingerprint,
+            work,
+            limit: experiment.limits.get(kind),
+        }
     };
 
     let mut base_nodes: HashMap<&str, NodeIndex> = HashMap::new();
     for (index, base) in experiment.bases.iter().enumerate() {
         let node = graph.add(stage(
-            StageKind::Base,
             &base.name,
             base.fingerprint,
-            Subject::Base { base: index },
+            StageWork::Base { base: index },
         ))?;
         if let Some(from) = &base.from {
             graph.need_id(node, &StageId::new(StageKind::Base, from))?;
@@ -56,24 +58,17 @@ pub fn expand(experiment: &Experiment) -> Result<StageGraph, GraphError> {
         render_fp
             .fingerprint("templates", image.template_tree)
             .str("template", &image.template.to_string_lossy())
-            .str("target", &image.target.to_string())
             .str(
-                "vars",
-                &serde_json::Value::Object(image.vars.clone()).to_string(),
-            )
-            .str("binary", &image.run.binary);
+                "inputs",
+                &image.template_inputs(&experiment.name).to_string(),
+            );
         for base in &image.bases {
             if let Some(base_image) = experiment.bases.iter().find(|b| &b.name == base) {
                 render_fp.fingerprint("base", base_image.fingerprint);
             }
         }
         let render_fp = render_fp.finish();
-        let render = graph.add(stage(
-            StageKind::Render,
-            &path,
-            render_fp,
-            Subject::Image { image: index },
-        ))?;
+        let render = graph.add(stage(&path, render_fp, StageWork::Render { image: index }))?;
         // Rendering labels the image with its base's toolchain versions, so it needs the base built.
         for base in &image.bases {
             match base_nodes.get(base.as_str()) {
@@ -86,12 +81,7 @@ pub fn expand(experiment: &Experiment) -> Result<StageGraph, GraphError> {
             .fingerprint("render", render_fp)
             .fingerprint("sources", image.source_tree)
             .finish();
-        let build = graph.add(stage(
-            StageKind::Build,
-            &path,
-            build_fp,
-            Subject::Image { image: index },
-        ))?;
+        let build = graph.add(stage(&path, build_fp, StageWork::Build { image: index }))?;
         graph.need(build, render);
         for base in &image.bases {
             if let Some(node) = base_nodes.get(base.as_str()) {
@@ -103,12 +93,7 @@ pub fn expand(experiment: &Experiment) -> Result<StageGraph, GraphError> {
             .fingerprint("build", build_fp)
             .str("ref", &image.image_ref())
             .finish();
-        let push = graph.add(stage(
-            StageKind::Push,
-            &path,
-            push_fp,
-            Subject::Image { image: index },
-        ))?;
+        let push = graph.add(stage(&path, push_fp, StageWork::Push { image: index }))?;
         graph.need(push, build);
         push_nodes.push(push);
         push_fingerprints.push(push_fp);
@@ -130,10 +115,9 @@ pub fn expand(experiment: &Experiment) -> Result<StageGraph, GraphError> {
             fingerprint.fingerprint("push", push_fingerprints[member]);
         }
         let node = graph.add(stage(
-            StageKind::Index,
             &group,
             fingerprint.finish(),
-            Subject::Index {
+            StageWork::Index {
                 images: members.clone(),
             },
         ))?;
@@ -148,10 +132,9 @@ pub fn expand(experiment: &Experiment) -> Result<StageGraph, GraphError> {
             .fingerprint("host", experiment.host_fingerprints[index])
             .finish();
         prepare_nodes.push(graph.add(stage(
-            StageKind::PrepareHost,
             &host.name,
             fingerprint,
-            Subject::Host { host: index },
+            StageWork::PrepareHost { host: index },
         ))?);
     }
 
@@ -176,10 +159,9 @@ pub fn expand(experiment: &Experiment) -> Result<StageGraph, GraphError> {
             .str("engine", cell.engine.as_str())
             .finish();
         let node = graph.add(stage(
-            StageKind::Pull,
             &path,
             fingerprint,
-            Subject::Pull {
+            StageWork::Pull {
                 image: cell.image,
                 host: cell.host,
                 engine: cell.engine,
@@ -220,10 +202,9 @@ pub fn expand(experiment: &Experiment) -> Result<StageGraph, GraphError> {
                 &round,
             );
             let node = graph.add(stage(
-                StageKind::Run,
                 &path,
                 fingerprint,
-                Subject::Run(RunSubject {
+                StageWork::Run(RunSubject {
                     cell: cell_index,
                     iteration,
                     warmup,
@@ -244,12 +225,7 @@ pub fn expand(experiment: &Experiment) -> Result<StageGraph, GraphError> {
     for (_, fingerprint) in &run_nodes {
         aggregate_fp.fingerprint("run", *fingerprint);
     }
-    let aggregate = graph.add(stage(
-        StageKind::Aggregate,
-        "",
-        aggregate_fp.finish(),
-        Subject::Aggregate,
-    ))?;
+    let aggregate = graph.add(stage("", aggregate_fp.finish(), StageWork::Aggregate))?;
     for (node, _) in run_nodes {
         graph.need(aggregate, node);
     }

@@ -80,58 +80,45 @@ pub struct TreeHashError {
     pub source: std::io::Error,
 }
 
-/// Hashes a file or a directory tree: relative paths, file contents and the
-/// executable bit, in sorted order so the result does not depend on the file system.
+/// Hashes a file or a directory tree: relative paths, file contents, link
+/// targets and the executable bit, in sorted order so the result does not
+/// depend on the file system. It covers exactly the files a build context
+/// sends ([`crate::tree::entries`]).
 pub fn hash_tree(root: &Path) -> Result<Fingerprint, TreeHashError> {
     let mut builder = FingerprintBuilder::new("tree");
-    let mut files = Vec::new();
-    collect_files(root, root, &mut files)?;
-    files.sort();
-    for relative in files {
-        let path = if relative.as_os_str().is_empty() {
-            root.to_path_buf()
-        } else {
-            root.join(&relative)
-        };
-        let contents = std::fs::read(&path).map_err(|source| TreeHashError {
-            path: path.clone(),
-            source,
-        })?;
-        builder.str("path", &relative.to_string_lossy());
-        builder.str("mode", if is_executable(&path) { "x" } else { "-" });
-        builder.bytes("contents", &contents);
-    }
-    Ok(builder.finish())
-}
-
-fn collect_files(root: &Path, dir: &Path, files: &mut Vec<PathBuf>) -> Result<(), TreeHashError> {
-    let error = |source| TreeHashError {
-        path: dir.to_path_buf(),
-        source,
+    let error = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| TreeHashError { path, source }
     };
-    let metadata = std::fs::metadata(dir).map_err(error)?;
+    let metadata = std::fs::metadata(root).map_err(error(root))?;
     if metadata.is_file() {
         // A single file hashes under an empty relative path, so renaming it is not a change.
-        files.push(PathBuf::new());
-        return Ok(());
+        let contents = std::fs::read(root).map_err(error(root))?;
+        builder.str("path", "");
+        builder.str("mode", if is_executable(root) { "x" } else { "-" });
+        builder.bytes("contents", &contents);
+        return Ok(builder.finish());
     }
-    for entry in std::fs::read_dir(dir).map_err(error)? {
-        let entry = entry.map_err(error)?;
-        let path = entry.path();
-        let file_type = entry.file_type().map_err(error)?;
-        // Build outputs that a developer left behind must not change the hash.
-        let name = entry.file_name();
-        if name == "target" || name == ".git" {
+    for entry in crate::tree::entries(root).map_err(error(root))? {
+        if entry.is_dir {
             continue;
         }
-        if file_type.is_dir() {
-            collect_files(root, &path, files)?;
+        let path = root.join(&entry.relative);
+        builder.str("path", &entry.relative.to_string_lossy());
+        let link = std::fs::symlink_metadata(&path)
+            .map_err(error(&path))?
+            .file_type()
+            .is_symlink();
+        if link {
+            let target = std::fs::read_link(&path).map_err(error(&path))?;
+            builder.str("link", &target.to_string_lossy());
         } else {
-            let relative = path.strip_prefix(root).unwrap_or(&path).to_path_buf();
-            files.push(relative);
+            let contents = std::fs::read(&path).map_err(error(&path))?;
+            builder.str("mode", if is_executable(&path) { "x" } else { "-" });
+            builder.bytes("contents", &contents);
         }
     }
-    Ok(())
+    Ok(builder.finish())
 }
 
 #[cfg(unix)]

@@ -116,19 +116,27 @@ impl fmt::Display for StageId {
     }
 }
 
-/// What a stage works on, as indexes into the resolved experiment.
+/// What a stage does, and to what, as indexes into the resolved
+/// experiment: one variant per stage kind, so a handler never has to
+/// guess which combination it was given.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Subject {
+pub enum StageWork {
     Base {
         base: usize,
     },
-    Image {
+    Render {
+        image: usize,
+    },
+    Build {
+        image: usize,
+    },
+    Push {
         image: usize,
     },
     Index {
         images: Vec<usize>,
     },
-    Host {
+    PrepareHost {
         host: usize,
     },
     Pull {
@@ -138,6 +146,32 @@ pub enum Subject {
     },
     Run(RunSubject),
     Aggregate,
+}
+
+impl StageWork {
+    pub fn kind(&self) -> StageKind {
+        match self {
+            StageWork::Base { .. } => StageKind::Base,
+            StageWork::Render { .. } => StageKind::Render,
+            StageWork::Build { .. } => StageKind::Build,
+            StageWork::Push { .. } => StageKind::Push,
+            StageWork::Index { .. } => StageKind::Index,
+            StageWork::PrepareHost { .. } => StageKind::PrepareHost,
+            StageWork::Pull { .. } => StageKind::Pull,
+            StageWork::Run(_) => StageKind::Run,
+            StageWork::Aggregate => StageKind::Aggregate,
+        }
+    }
+
+    /// The image a render, build or push stage works on.
+    pub fn image(&self) -> Option<usize> {
+        match self {
+            StageWork::Render { image }
+            | StageWork::Build { image }
+            | StageWork::Push { image } => Some(*image),
+            _ => None,
+        }
+    }
 }
 
 /// One measured (or warm-up) container run.
@@ -156,7 +190,7 @@ pub struct Stage {
     pub id: StageId,
     pub kind: StageKind,
     pub fingerprint: Fingerprint,
-    pub subject: Subject,
+    pub work: StageWork,
     pub limit: StageLimit,
 }
 
@@ -320,6 +354,24 @@ impl StageGraph {
         StageGraph { graph, by_id }
     }
 
+    /// The ids of `start` and of every stage that depends on them, directly or not.
+    pub fn downstream_of(
+        &self,
+        start: impl IntoIterator<Item = NodeIndex>,
+    ) -> std::collections::HashSet<StageId> {
+        let mut seen = vec![false; self.len()];
+        let mut pending: Vec<NodeIndex> = start.into_iter().collect();
+        let mut ids = std::collections::HashSet::new();
+        while let Some(node) = pending.pop() {
+            if std::mem::replace(&mut seen[node.index()], true) {
+                continue;
+            }
+            ids.insert(self.graph[node].id.clone());
+            pending.extend(self.graph.neighbors_directed(node, Direction::Outgoing));
+        }
+        ids
+    }
+
     pub fn count_by_kind(&self) -> [usize; StageKind::ALL.len()] {
         let mut counts = [0; StageKind::ALL.len()];
         for stage in self.graph.node_weights() {
@@ -339,7 +391,7 @@ mod tests {
             id: StageId::new(kind, path),
             kind,
             fingerprint: FingerprintBuilder::new(path).finish(),
-            subject: Subject::Aggregate,
+            work: StageWork::Aggregate,
             limit: StageLimit::default(),
         }
     }

@@ -13,7 +13,7 @@ pub mod target;
 
 use std::path::{Path, PathBuf};
 
-pub use graph::{GraphError, RunSubject, Stage, StageGraph, StageId, StageKind, Subject};
+pub use graph::{GraphError, RunSubject, Stage, StageGraph, StageId, StageKind, StageWork};
 pub use model::{Cell, Experiment, Image};
 
 use crate::diagnostic::{Diagnostic, Diagnostics, SourceLocation};

@@ -82,6 +82,8 @@ pub struct Image {
     pub template_tree: Fingerprint,
     /// Hash of the workload's sources for this language, its data and its manifest.
     pub source_tree: Fingerprint,
+    /// The workload has a `data/` folder, which the build context carries.
+    pub has_data: bool,
 }
 
 impl Image {
@@ -106,6 +108,35 @@ impl Image {
 
     pub fn index_ref(&self) -> String {
         format!("{}:{}", self.repository, self.index_tag)
+    }
+
+    /// What the Dockerfile template sees of this image, except the facts
+    /// only a run knows (the render fingerprint, toolchain versions). The
+    /// render fingerprint hashes exactly this, so any change to what a
+    /// template can print changes it.
+    pub fn template_inputs(&self, experiment: &str) -> Value {
+        let platform = self.target.oci_platform();
+        serde_json::json!({
+            "experiment": experiment,
+            "workload": {
+                "name": self.workload,
+                "binary": self.run.binary,
+                "args": self.run.args,
+                "has_data": self.has_data,
+            },
+            "language": self.language,
+            "variant": self.variant,
+            "target": {
+                "platform": platform.to_string(),
+                "os": platform.os,
+                "arch": platform.architecture,
+                "arch_variant": platform.variant,
+                "slug": self.target.slug(),
+                "kind": self.target.kind(),
+                "wasm": self.target.is_wasm(),
+            },
+            "vars": Value::Object(self.vars.clone()),
+        })
     }
 }
 

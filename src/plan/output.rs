@@ -5,11 +5,11 @@ use std::fmt::Write as _;
 use serde_json::{Value, json};
 
 use super::Plan;
-use super::graph::{StageKind, Subject};
+use super::graph::{StageKind, StageWork};
 use crate::inventory::Connection;
 
 /// Stage details as JSON fields, beside id, kind, needs and fingerprint.
-fn stage_details(plan: &Plan, subject: &Subject) -> serde_json::Map<String, Value> {
+fn stage_details(plan: &Plan, work: &StageWork) -> serde_json::Map<String, Value> {
     let experiment = &plan.experiment;
     let mut details = serde_json::Map::new();
     let image_fields = |details: &mut serde_json::Map<String, Value>, index: usize| {
@@ -24,17 +24,17 @@ fn stage_details(plan: &Plan, subject: &Subject) -> serde_json::Map<String, Valu
         );
         details.insert("image".into(), json!(image.image_ref()));
     };
-    match subject {
-        Subject::Base { base } => {
+    match work {
+        StageWork::Base { base } => {
             let base = &experiment.bases[*base];
             details.insert("base".into(), json!(base.name));
             details.insert("image".into(), json!(base.image_ref));
         }
-        Subject::Image { image } => {
+        StageWork::Render { image } | StageWork::Build { image } | StageWork::Push { image } => {
             image_fields(&mut details, *image);
             details.insert("template".into(), json!(experiment.images[*image].template));
         }
-        Subject::Index { images } => {
+        StageWork::Index { images } => {
             image_fields(&mut details, images[0]);
             details.remove("target");
             details.remove("platform");
@@ -48,14 +48,14 @@ fn stage_details(plan: &Plan, subject: &Subject) -> serde_json::Map<String, Valu
                 .collect();
             details.insert("platforms".into(), json!(platforms));
         }
-        Subject::Host { host } => {
+        StageWork::PrepareHost { host } => {
             let host = &experiment.hosts[*host];
             details.insert("host".into(), json!(host.name));
             details.insert("platform".into(), json!(host.platform.to_string()));
             details.insert("engines".into(), json!(host.engines));
             details.insert("runtimes".into(), json!(host.runtimes));
         }
-        Subject::Pull {
+        StageWork::Pull {
             image,
             host,
             engine,
@@ -64,7 +64,7 @@ fn stage_details(plan: &Plan, subject: &Subject) -> serde_json::Map<String, Valu
             details.insert("host".into(), json!(experiment.hosts[*host].name));
             details.insert("engine".into(), json!(engine.as_str()));
         }
-        Subject::Run(run) => {
+        StageWork::Run(run) => {
             let cell = &experiment.cells[run.cell];
             image_fields(&mut details, cell.image);
             details.insert("host".into(), json!(experiment.hosts[cell.host].name));
@@ -75,7 +75,7 @@ fn stage_details(plan: &Plan, subject: &Subject) -> serde_json::Map<String, Valu
             details.insert("warmup".into(), json!(run.warmup));
             details.insert("sequence".into(), json!(run.sequence));
         }
-        Subject::Aggregate => {}
+        StageWork::Aggregate => {}
     }
     details
 }
@@ -96,7 +96,7 @@ pub fn to_json(plan: &Plan) -> Value {
             object.insert("kind".into(), json!(stage.kind));
             object.insert("needs".into(), json!(plan.graph.needs(node)));
             object.insert("fingerprint".into(), json!(stage.fingerprint));
-            object.extend(stage_details(plan, &stage.subject));
+            object.extend(stage_details(plan, &stage.work));
             object.insert(
                 "timeout_s".into(),
                 json!(stage.limit.timeout.map(|t| t.as_secs())),
@@ -225,7 +225,7 @@ pub fn to_table(plan: &Plan) -> String {
             for (_, stage) in plan.graph.stages().filter(|(_, stage)| stage.kind == kind) {
                 let id = stage.id.as_str();
                 let cell_path = id.rsplit_once('/').map_or(id, |(head, _)| head).to_string();
-                let warmup = matches!(&stage.subject, Subject::Run(run) if run.warmup);
+                let warmup = matches!(&stage.work, StageWork::Run(run) if run.warmup);
                 match cells.iter_mut().find(|(path, _, _)| *path == cell_path) {
                     Some((_, measured, warmups)) => *if warmup { warmups } else { measured } += 1,
                     None => cells.push((cell_path, usize::from(!warmup), usize::from(warmup))),

@@ -657,6 +657,13 @@ impl<'a> Resolver<'a> {
                             ),
                             template_tree,
                             source_tree,
+                            has_data: self
+                                .sources
+                                .project_root
+                                .join("workloads")
+                                .join(workload_name)
+                                .join("data")
+                                .is_dir(),
                         });
                     }
                 }

@@ -19,9 +19,10 @@ use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 
 use crate::events::{
-    EventBody, EventSink, HostFacts, ImageRecord, RunRecord, SinkError, StageEvent, StageOutput,
+    EventSink, HostFacts, ImageRecord, RunRecord, SinkError, StageEvent, StageOutput,
 };
-use crate::plan::{Plan, Subject};
+use crate::journal::{JournalState, Outcome};
+use crate::plan::{Plan, StageWork};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ResultsError {
@@ -107,85 +108,113 @@ fn text<T: ToString>(values: impl Iterator<Item = T>) -> Column {
     Column::Text(values.map(|value| Some(value.to_string())).collect())
 }
 
-/// Collects every stage output seen in an apply (reused ones included) and
-/// writes the tables when the apply ends, so results survive failures
-/// elsewhere in the plan.
+/// Keeps the results tables equal to what the journal holds: every
+/// output of the plan's current fingerprints, whichever apply produced it.
+/// It starts from the journal as the apply found it and follows the apply's
+/// events, so `--only`, a failed or an interrupted apply never shrink the
+/// tables; a re-measured run replaces its row. The plan is the whole
+/// experiment's, not the part an apply runs.
 pub struct ResultsWriter {
     plan: Arc<Plan>,
     dir: PathBuf,
+    journal: JournalState,
+    changed: bool,
+}
+
+impl ResultsWriter {
+    pub fn new(plan: Arc<Plan>, dir: &Path, journal: JournalState) -> Self {
+        ResultsWriter {
+            plan,
+            dir: dir.to_path_buf(),
+            journal,
+            changed: false,
+        }
+    }
+
+    /// Every current output, by kind of table.
+    fn collect(&self) -> Collected {
+        let mut collected = Collected::default();
+        for (node, stage) in self.plan.graph.stages() {
+            let fingerprint = stage.fingerprint.to_hex();
+            let output = match self.journal.outcome(&stage.id) {
+                Some(Outcome::Done(done)) if done.fingerprint == fingerprint => &done.output,
+                Some(Outcome::Failed {
+                    fingerprint: failed,
+                    output: Some(output),
+                    ..
+                }) if *failed == fingerprint => output,
+                _ => continue,
+            };
+            match (&stage.work, output) {
+                (StageWork::Push { image }, StageOutput::Image(record)) => {
+                    collected.images.insert(*image, record.clone());
+                }
+                (StageWork::PrepareHost { host }, StageOutput::Host(facts)) => {
+                    collected.hosts.insert(*host, facts.clone());
+                }
+                (StageWork::Run(run), StageOutput::Run(record)) if !run.warmup => {
+                    collected.runs.insert(node.index(), record.clone());
+                }
+                _ => {}
+            }
+        }
+        collected
+    }
+
+    /// Writes every table, atomically each.
+    pub fn write(&self) -> Result<(), ResultsError> {
+        let collected = self.collect();
+        if !collected.images.is_empty() {
+            write_table(
+                &self.dir.join("images.parquet"),
+                image_columns(&self.plan, &collected.images),
+            )?;
+        }
+        if !collected.hosts.is_empty() {
+            write_table(
+                &self.dir.join("hosts.parquet"),
+                host_columns(&collected.hosts),
+            )?;
+        }
+        if !collected.runs.is_empty() {
+            write_table(
+                &self.dir.join("results.parquet"),
+                result_columns(&self.plan, &collected.runs),
+            )?;
+            let runs: Vec<(usize, RunRecord)> = collected.runs.into_iter().collect();
+            write_summary(&self.plan, &runs, &self.dir.join("summary.parquet"))?;
+        }
+        Ok(())
+    }
+
+    /// Whether a table is missing although the journal has rows for it.
+    fn tables_missing(&self) -> bool {
+        ["images", "hosts", "results", "summary"]
+            .iter()
+            .any(|table| !self.dir.join(format!("{table}.parquet")).exists())
+            && !self.journal.is_empty()
+    }
+}
+
+#[derive(Default)]
+struct Collected {
     images: BTreeMap<usize, ImageRecord>,
     hosts: BTreeMap<usize, HostFacts>,
     runs: BTreeMap<usize, RunRecord>,
 }
 
-impl ResultsWriter {
-    pub fn new(plan: Arc<Plan>, dir: &Path) -> Self {
-        ResultsWriter {
-            plan,
-            dir: dir.to_path_buf(),
-            images: BTreeMap::new(),
-            hosts: BTreeMap::new(),
-            runs: BTreeMap::new(),
-        }
-    }
-
-    fn keep(&mut self, event: &StageEvent, output: &StageOutput) {
-        let Some(node) = self.plan.graph.node(&event.stage) else {
-            return;
-        };
-        let stage = self.plan.graph.stage(node);
-        match (&stage.subject, output) {
-            (Subject::Image { image }, StageOutput::Image(record))
-                if stage.kind == crate::plan::StageKind::Push =>
-            {
-                self.images.insert(*image, record.clone());
-            }
-            (Subject::Host { host }, StageOutput::Host(facts)) => {
-                self.hosts.insert(*host, facts.clone());
-            }
-            (Subject::Run(run), StageOutput::Run(record)) if !run.warmup => {
-                self.runs.insert(node.index(), record.clone());
-            }
-            _ => {}
-        }
-    }
-
-    pub fn write(&self) -> Result<(), ResultsError> {
-        if !self.images.is_empty() {
-            write_table(
-                &self.dir.join("images.parquet"),
-                image_columns(&self.plan, &self.images),
-            )?;
-        }
-        if !self.hosts.is_empty() {
-            write_table(&self.dir.join("hosts.parquet"), host_columns(&self.hosts))?;
-        }
-        if !self.runs.is_empty() {
-            write_table(
-                &self.dir.join("results.parquet"),
-                result_columns(&self.plan, &self.runs),
-            )?;
-        }
-        Ok(())
-    }
-}
-
 impl EventSink for ResultsWriter {
     fn on_event(&mut self, event: &StageEvent) -> Result<(), SinkError> {
-        match &event.body {
-            EventBody::Succeeded { output, .. } | EventBody::UpToDate { output } => {
-                self.keep(event, output);
-            }
-            EventBody::Failed {
-                output: Some(output),
-                ..
-            } => self.keep(event, output),
-            _ => {}
+        if event.body.is_durable() && self.journal.record(event) {
+            self.changed = true;
         }
         Ok(())
     }
 
     fn finish(&mut self) -> Result<(), SinkError> {
+        if !self.changed && !self.tables_missing() {
+            return Ok(());
+        }
         self.write().map_err(|error| SinkError {
             path: self.dir.clone(),
             source: std::io::Error::other(error.to_string()),
@@ -302,9 +331,9 @@ fn result_columns(
             match &plan
                 .graph
                 .stage(petgraph::graph::NodeIndex::new(*node))
-                .subject
+                .work
             {
-                Subject::Run(run) => Some((run, record)),
+                StageWork::Run(run) => Some((run, record)),
                 _ => None,
             }
         })
@@ -445,10 +474,10 @@ pub fn write_summary(
     let experiment = &plan.experiment;
     let mut by_cell: BTreeMap<usize, Vec<&RunRecord>> = BTreeMap::new();
     for (node, record) in runs {
-        if let Subject::Run(run) = &plan
+        if let StageWork::Run(run) = &plan
             .graph
             .stage(petgraph::graph::NodeIndex::new(*node))
-            .subject
+            .work
             && !run.warmup
             && record.ok
         {

@@ -1,0 +1,40 @@
+//! `build`: the rendered Dockerfile built with the workload's sources (and
+//! its `data/`) as the context.
+
+use crate::apply::ApplyContext;
+use crate::backend::builder::BuildContext;
+use crate::events::StageOutput;
+use crate::exec::{Job, StageFailure};
+use crate::plan::StageKind;
+
+pub async fn run(
+    context: &ApplyContext,
+    job: &Job,
+    image: usize,
+) -> Result<StageOutput, StageFailure> {
+    let experiment = &job.plan.experiment;
+    let image = &experiment.images[image];
+    let Some(StageOutput::Rendered { dockerfile }) = job.inputs.one(StageKind::Render) else {
+        return Err(StageFailure::fatal("the build has no rendered Dockerfile"));
+    };
+    let workload_dir = experiment
+        .project_root
+        .join("workloads")
+        .join(&image.workload);
+    let mut folders = vec![("src".to_string(), workload_dir.join(&image.language))];
+    if image.has_data {
+        folders.push(("data".to_string(), workload_dir.join("data")));
+    }
+    let build_context = BuildContext {
+        dockerfile,
+        folders: &folders,
+    };
+    let platform = image.target.oci_platform();
+    let record = context
+        .backends
+        .builder
+        .build(&image.image_ref(), &platform, &build_context, &job.log)
+        .await
+        .map_err(|error| super::build_failure(&error))?;
+    Ok(StageOutput::Image(record))
+}

@@ -1,0 +1,53 @@
+//! What the pipeline learns about images, hosts and runs: plain records that
+//! the backends produce, the events carry and the tables are written from.
+
+use serde::{Deserialize, Serialize};
+
+/// A built, pushed or base image.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageRecord {
+    pub image_ref: String,
+    /// Content digest of the image manifest in the registry (empty before push).
+    pub digest: String,
+    pub platform: String,
+    /// Uncompressed size as the building engine reports it.
+    pub host_size_bytes: u64,
+    /// Compressed size in the registry: config plus layers (0 before push).
+    pub oci_size_bytes: u64,
+    /// Toolchain versions found in a base image, by package.
+    #[serde(default)]
+    pub toolchain: std::collections::BTreeMap<String, String>,
+}
+
+/// What a prepare stage learned about a host.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct HostFacts {
+    pub host: String,
+    pub architecture: String,
+    pub cpu_model: String,
+    pub cores: u32,
+    pub kernel: String,
+    pub docker_version: Option<String>,
+    pub containerd_version: Option<String>,
+    pub shims: Vec<String>,
+}
+
+/// One container run's measurements.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct RunRecord {
+    pub image_ref: String,
+    pub image_digest: String,
+    /// Pull time in ms; `None` when the scenario skipped the pull.
+    pub pull_ms: Option<f64>,
+    pub pulled_bytes: Option<u64>,
+    /// From the create request to the workload's main, both on the host's clock.
+    pub to_main_ms: Option<f64>,
+    /// Whole container run, to exit.
+    pub run_ms: Option<f64>,
+    pub exit_code: Option<i64>,
+    /// The result line matched the workload's pattern and the exit code was 0.
+    pub ok: bool,
+    /// Start of the run, ms since the epoch on the host's clock.
+    pub started_at_ms: Option<u64>,
+    pub error: Option<String>,
+}
