@@ -279,6 +279,7 @@ fn run_apply(args: &cli::ApplyArgs, output: &cli::OutputArgs) -> Result<(), Fail
             layout: &layout,
             worker,
             forced,
+            backoff: pipeline::exec::Backoff::default(),
         };
         apply::run_plan(run, &mut display, interrupt)
             .await

@@ -116,9 +116,10 @@ impl AgentError {
     pub fn is_retryable(&self) -> bool {
         match self {
             AgentError::Engine(error) => error.is_retryable(),
-            AgentError::Protocol { .. } | AgentError::Request { .. } => false,
             // Whoever cancelled decides what comes next.
-            AgentError::Cancelled { .. } => false,
+            AgentError::Protocol { .. }
+            | AgentError::Request { .. }
+            | AgentError::Cancelled { .. } => false,
         }
     }
 }

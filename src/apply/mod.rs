@@ -107,6 +107,8 @@ pub struct ApplyRun<'a> {
     pub worker: Arc<dyn StageWorker>,
     /// Stages to redo whatever the journal says (`--from`).
     pub forced: Vec<petgraph::graph::NodeIndex>,
+    /// Waits between attempts of a failed stage.
+    pub backoff: crate::exec::Backoff,
 }
 
 /// Runs the plan to the end (or until `interrupt`), resuming from the
@@ -126,6 +128,7 @@ pub async fn run_plan(
         crate::results::ResultsWriter::new(run.experiment_plan, &run.layout.dir, journal.clone());
     let summary = crate::exec::Walker::new(run.plan, run.worker, journal)
         .force(run.forced)
+        .backoff(run.backoff)
         .sink(&mut journal_writer)
         .sink(&mut logs)
         .sink(&mut results)

@@ -90,14 +90,6 @@ impl ContainerdEngine {
         Ok(engine)
     }
 
-    /// Where the stdout/stderr FIFOs of runs are created. It must be a directory
-    /// that the shims (in containerd's mount namespace) see at the same path.
-    #[must_use]
-    pub fn with_fifo_dir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.fifo_dir = dir.into();
-        self
-    }
-
     /// Fetches images named `registry/...` from `endpoint` (`host:port` of an HTTPS
     /// registry with the same content) and stores them under their own name, so
     /// `run`, `has_image` and `remove_image` keep using the name the caller knows.
@@ -153,35 +145,6 @@ impl ContainerdEngine {
                 text
             })
             .collect())
-    }
-
-    /// Whether the image's layers for `platform` are unpacked (its rootfs snapshot
-    /// exists), i.e. `run` can use it.
-    pub async fn is_unpacked(&self, image_ref: &str, platform: &str) -> Result<bool, EngineError> {
-        let fail = image_error("inspect", image_ref);
-        let wanted = Platform::parse(platform).map_err(&fail)?;
-        if self.get_image(image_ref).await.map_err(&fail)?.is_none() {
-            return Ok(false);
-        }
-        let image = self.resolve(image_ref, &wanted).await.map_err(&fail)?;
-        match image.chain_id() {
-            Some(chain) => self.snapshot_exists(&chain).await.map_err(&fail),
-            None => Ok(true), // no tar layers, nothing to unpack
-        }
-    }
-
-    /// Total size of the blobs in this namespace's content store; 0 before a cold pull
-    /// in a namespace of its own.
-    pub async fn content_size(&self) -> Result<u64, EngineError> {
-        let sizes = self
-            .content_sizes()
-            .await
-            .map_err(|message| EngineError::Connect {
-                engine: ENGINE.into(),
-                socket: self.socket.display().to_string(),
-                message,
-            })?;
-        Ok(sizes.values().sum())
     }
 
     pub async fn has_image(&self, image_ref: &str) -> Result<bool, EngineError> {

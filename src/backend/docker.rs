@@ -273,8 +273,8 @@ impl DockerEngine {
     pub async fn remove_container(&self, name: &str) -> Result<(), EngineError> {
         let remove = RemoveContainerOptionsBuilder::default().force(true).build();
         match self.docker.remove_container(name, Some(remove)).await {
-            Ok(()) => Ok(()),
-            Err(bollard::errors::Error::DockerResponseServerError {
+            Ok(())
+            | Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 404, ..
             }) => Ok(()),
             Err(error) => Err(EngineError::Container {

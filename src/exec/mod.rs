@@ -143,7 +143,7 @@ pub struct StageFailure {
     /// Stopped by a cancel (interrupt), not failed: the stage stays pending.
     pub cancelled: bool,
     /// What the stage measured before failing, kept in the results.
-    pub partial: Option<StageOutput>,
+    pub partial: Option<Box<StageOutput>>,
 }
 
 impl StageFailure {
@@ -176,7 +176,7 @@ impl StageFailure {
 
     #[must_use]
     pub fn with_partial(mut self, output: StageOutput) -> Self {
-        self.partial = Some(output);
+        self.partial = Some(Box::new(output));
         self
     }
 }
@@ -557,7 +557,7 @@ impl<'s> Walker<'s> {
         &mut self,
         node: NodeIndex,
         message: String,
-        partial: Option<StageOutput>,
+        partial: Option<Box<StageOutput>>,
         duration_ms: u64,
         node_states: &mut [NodeState],
         summary: &mut ApplySummary,
@@ -569,7 +569,7 @@ impl<'s> Walker<'s> {
             EventBody::Failed {
                 error: message.clone(),
                 duration_ms,
-                output: partial,
+                output: partial.map(|output| *output),
             },
         ))?;
         summary.failed.push((stage.id.clone(), message));
@@ -699,7 +699,7 @@ async fn attempt_task(
             let timed_out = !cancel.is_cancelled();
             cancel.cancel();
             let cleanup = tokio::time::timeout(CANCEL_GRACE, &mut work).await;
-            let note = if cleanup.is_ok() {
+            let unfinished = if cleanup.is_ok() {
                 ""
             } else {
                 "; its work did not stop within the grace period"
@@ -709,10 +709,10 @@ async fn attempt_task(
                     humantime::format_duration(limit).to_string()
                 });
                 Err(StageFailure::fatal(format!(
-                    "timed out after {limit}{note}"
+                    "timed out after {limit}{unfinished}"
                 )))
             } else {
-                Err(StageFailure::cancelled(format!("cancelled{note}")))
+                Err(StageFailure::cancelled(format!("cancelled{unfinished}")))
             }
         }
     };

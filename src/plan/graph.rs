@@ -267,10 +267,6 @@ impl StageGraph {
         &self.graph[node]
     }
 
-    pub fn stage_mut(&mut self, node: NodeIndex) -> &mut Stage {
-        &mut self.graph[node]
-    }
-
     /// Stages in insertion order, which expansion keeps readable (by kind, then path).
     pub fn stages(&self) -> impl Iterator<Item = (NodeIndex, &Stage)> {
         self.graph

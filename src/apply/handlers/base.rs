@@ -18,7 +18,7 @@ pub async fn run(
         .from
         .as_ref()
         .and_then(|name| bases.iter().find(|other| &other.name == name))
-        .map(|parent| recipe(parent));
+        .map(recipe);
     let record = context
         .backends
         .builder

@@ -28,8 +28,8 @@ pub(super) fn registry_failure(error: &RegistryError) -> StageFailure {
 
 pub(super) fn host_failure(error: &HostError) -> StageFailure {
     match error {
-        HostError::Cancelled { .. } => StageFailure::cancelled(error.to_string()),
-        HostError::Agent {
+        HostError::Cancelled { .. }
+        | HostError::Agent {
             error: crate::agent::wire::AgentError::Cancelled { .. },
             ..
         } => StageFailure::cancelled(error.to_string()),
