@@ -41,6 +41,7 @@ pub fn render_dockerfile(
     environment.set_undefined_behavior(UndefinedBehavior::Strict);
     environment.set_keep_trailing_newline(true);
     environment.set_loader(minijinja::path_loader(&templates));
+    environment.add_filter("dockerfile_quote", dockerfile_quote);
     let name = image
         .template
         .strip_prefix("templates")
@@ -65,6 +66,29 @@ pub fn render_dockerfile(
     template.render(context).map_err(error)
 }
 
+/// A double-quoted Dockerfile word (for `ENV` and `LABEL`) that reads back as
+/// `text`: the Dockerfile parser takes `\` before `"`, `$` and `\` as an
+/// escape. The plan refuses line breaks in values before they get here; one
+/// that arrives anyway fails the render instead of ending the instruction.
+fn dockerfile_quote(text: &str) -> Result<String, minijinja::Error> {
+    if text.chars().any(|c| c.is_control() && c != '\t') {
+        return Err(minijinja::Error::new(
+            minijinja::ErrorKind::InvalidOperation,
+            format!("{text:?} holds a control character, which a Dockerfile line cannot"),
+        ));
+    }
+    let mut quoted = String::with_capacity(text.len() + 2);
+    quoted.push('"');
+    for c in text.chars() {
+        if matches!(c, '"' | '$' | '\\') {
+            quoted.push('\\');
+        }
+        quoted.push(c);
+    }
+    quoted.push('"');
+    Ok(quoted)
+}
+
 /// minijinja's message plus the chain of causes (an include's own error).
 fn describe(error: &minijinja::Error) -> String {
     let mut message = error
@@ -79,4 +103,19 @@ fn describe(error: &minijinja::Error) -> String {
         source = cause.source();
     }
     message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dockerfile_quote;
+
+    #[test]
+    fn quoting_escapes_what_the_dockerfile_parser_reads() {
+        assert_eq!(dockerfile_quote("plain").unwrap(), r#""plain""#);
+        assert_eq!(
+            dockerfile_quote(r#"say "hi" to $USER\"#).unwrap(),
+            r#""say \"hi\" to \$USER\\""#
+        );
+        assert!(dockerfile_quote("one\nRUN two").is_err());
+    }
 }

@@ -315,3 +315,145 @@ fn every_problem_is_reported_at_once() {
     let errors = Project::new().errors(&spec);
     assert_eq!(errors.len(), 2, "{errors:?}");
 }
+
+/// The workload `hello` of the project, with this workload.yaml.
+fn errors_with_manifest(spec: &str, manifest: &str) -> Vec<String> {
+    let project = Project::new();
+    project.write("workloads/hello/workload.yaml", manifest);
+    project.errors(spec)
+}
+
+/// The base spec with `hello` built for linux/amd64 only, so any working directory is allowed.
+fn native_spec(extra: &str) -> String {
+    edit(
+        "    languages: [alpha]\n",
+        &format!("    languages: [alpha]\n    targets: [linux/amd64]\n{extra}"),
+    )
+}
+
+#[test]
+fn workload_target_outside_the_experiments() {
+    assert_error(
+        &edit(
+            "    languages: [alpha]",
+            "    languages: [alpha]\n    targets: [linux/arm64]",
+        ),
+        "experiments/demo.yaml:5:15: workload `hello` names target `linux/arm64`, which is not among the experiment's `targets`",
+    );
+    assert_error(
+        &edit(
+            "    languages: [alpha]",
+            "    languages: [alpha]\n    targets: []",
+        ),
+        "experiments/demo.yaml:5:14: `targets` of workload `hello` is empty",
+    );
+}
+
+#[test]
+fn language_target_that_is_no_platform() {
+    assert_error(
+        &format!("{SPEC}languages:\n  alpha:\n    targets: [wasm, arm64]\n"),
+        "experiments/demo.yaml:11:21: `arm64` is not an OCI platform",
+    );
+}
+
+#[test]
+fn workload_and_language_targets_that_share_none() {
+    let spec = format!(
+        "{}languages:\n  alpha:\n    targets: [linux/amd64]\n",
+        edit(
+            "    languages: [alpha]",
+            "    languages: [alpha]\n    targets: [wasm]"
+        )
+    );
+    assert_eq!(
+        Project::new().errors(&spec),
+        ["experiments/demo.yaml:5:14: workload `hello` has no targets left in language `alpha`"]
+    );
+}
+
+#[test]
+fn relative_workdir_in_the_spec() {
+    assert_error(
+        &native_spec("    workdir: app\n"),
+        "experiments/demo.yaml:6:14: `workdir` `app` must be an absolute path",
+    );
+}
+
+#[test]
+fn a_line_break_in_workdir_cannot_start_an_instruction() {
+    let errors = errors_with_manifest(
+        &native_spec(""),
+        "binary: hello\nresult: ok\nworkdir: \"/app\\nRUN rm -rf /\"\n",
+    );
+    assert_eq!(
+        errors,
+        [
+            "workloads/hello/workload.yaml:3:10: `workdir` holds the control character '\\n': a line break would start a new Dockerfile instruction"
+        ]
+    );
+}
+
+#[test]
+fn data_placements_are_checked_where_they_are_written() {
+    let errors = errors_with_manifest(
+        &native_spec(""),
+        "binary: hello\nresult: ok\ndata:\n  - {from: alpha/main.src, to: /main.src}\n  - {from: data/missing.txt, to: in.txt}\n  - {from: data/in.txt, to: /in$HOME}\n",
+    );
+    assert_eq!(
+        errors,
+        [
+            "workloads/hello/workload.yaml:4:12: `from` `alpha/main.src` must be `data/` or a path inside it: the image is built from the workload's data/ folder and its sources only",
+            "workloads/hello/workload.yaml:5:12: `from` `data/missing.txt` does not exist: there is no workloads/hello/data/missing.txt",
+            "workloads/hello/workload.yaml:6:29: `to` `/in$HOME` holds `$`, which a Dockerfile reads as quoting or a variable; paths may not hold `\"`, `\\` or `$`",
+        ]
+    );
+}
+
+#[test]
+fn environment_names_and_values() {
+    assert_error(
+        &native_spec("    env: {1ST: x}\n"),
+        "experiments/demo.yaml:6:11: environment variable name `1ST` must be letters, digits and `_`",
+    );
+    let errors = errors_with_manifest(
+        &native_spec(""),
+        "binary: hello\nresult: ok\nenv:\n  GREETING: \"hi\\nRUN rm -rf /\"\n",
+    );
+    assert_eq!(
+        errors,
+        [
+            "workloads/hello/workload.yaml:4:13: the value of `GREETING` holds the control character '\\n': a line break would start a new Dockerfile instruction"
+        ]
+    );
+}
+
+#[test]
+fn a_working_directory_for_wasm_images() {
+    let errors = errors_with_manifest(SPEC, "binary: hello\nresult: ok\nworkdir: /app\n");
+    assert_eq!(
+        errors,
+        [
+            "workloads/hello/workload.yaml:3:10: workload `hello` is built for wasm, where a module always starts in `/`: WASI preview 1 has no working directory"
+        ]
+    );
+}
+
+#[test]
+fn binary_that_is_no_file_name() {
+    let errors = errors_with_manifest(SPEC, "binary: 'hel\"lo'\nresult: ok\n");
+    assert_eq!(
+        errors,
+        [
+            "workloads/hello/workload.yaml:1:9: `binary` `hel\"lo` must be a file name of letters, digits, `-`, `_` or `.`"
+        ]
+    );
+}
+
+#[test]
+fn a_line_break_in_a_template_variable() {
+    assert_error(
+        &format!("{SPEC}vars:\n  cflags: \"-O2\\nRUN rm -rf /\"\n"),
+        "experiments/demo.yaml:10:11: variable `cflags` holds a line break",
+    );
+}

@@ -349,3 +349,332 @@ fn restricting_to_stages_keeps_everything_they_need_and_nothing_else() {
     assert_eq!(counts[StageKind::Build.index()], 1);
     assert_eq!(counts[StageKind::Aggregate.index()], 0);
 }
+
+fn ids_of(graph: &pipeline::plan::StageGraph, kind: StageKind) -> Vec<String> {
+    graph
+        .stages()
+        .filter(|(_, stage)| stage.kind == kind)
+        .map(|(_, stage)| stage.id.to_string())
+        .collect()
+}
+
+/// `hello` is measured on native targets only; no run block selects `other`.
+const NATIVE_RUNS_ONLY: &str = "\
+experiment: demo
+workloads:
+  - name: hello
+    languages: [alpha, beta]
+  - name: other
+    languages: [alpha]
+targets: [linux/amd64, linux/arm64, wasm]
+runs:
+  - hosts: [all]
+    engines: [docker]
+    workloads: [hello]
+    targets: [linux/amd64, linux/arm64]
+";
+
+#[test]
+fn images_no_run_needs_are_not_planned() {
+    let plan = Project::new().plan(NATIVE_RUNS_ONLY).unwrap();
+    assert_eq!(
+        ids_of(&plan.graph, StageKind::Build),
+        [
+            "build/hello/alpha/optimized/linux-amd64",
+            "build/hello/alpha/optimized/linux-arm64",
+            "build/hello/beta/optimized/linux-amd64",
+            "build/hello/beta/optimized/linux-arm64",
+            // No run block measures `other`: its images are built for the images table.
+            "build/other/alpha/optimized/linux-amd64",
+            "build/other/alpha/optimized/linux-arm64",
+            "build/other/alpha/optimized/wasm",
+        ]
+    );
+    assert_eq!(
+        needs(&plan, "index/hello/alpha/optimized"),
+        [
+            "push/hello/alpha/optimized/linux-amd64",
+            "push/hello/alpha/optimized/linux-arm64"
+        ]
+    );
+    let summaries: Vec<(&str, usize, usize, Vec<&str>)> = plan
+        .experiment
+        .workload_images
+        .iter()
+        .map(|summary| {
+            (
+                summary.workload.as_str(),
+                summary.run,
+                summary.unrun,
+                summary.not_planned.iter().map(String::as_str).collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summaries,
+        [
+            (
+                "hello",
+                4,
+                0,
+                vec!["hello/alpha/optimized/wasm", "hello/beta/optimized/wasm"]
+            ),
+            ("other", 0, 3, vec![]),
+        ]
+    );
+    // Every cell still points at the image it runs.
+    for cell in &plan.experiment.cells {
+        let image = &plan.experiment.images[cell.image];
+        assert_eq!(image.workload, "hello");
+        assert_eq!(
+            image.target.to_string(),
+            plan.experiment.hosts[cell.host].platform.to_string()
+        );
+    }
+    // `--only index` builds everything a run or the images table needs, and nothing else.
+    let only_index = plan
+        .graph
+        .with_needs_of(|stage| stage.kind == StageKind::Index);
+    assert_eq!(
+        ids_of(&only_index, StageKind::Build),
+        ids_of(&plan.graph, StageKind::Build)
+    );
+    assert_eq!(
+        ids_of(&only_index, StageKind::Index),
+        [
+            "index/hello/alpha/optimized",
+            "index/hello/beta/optimized",
+            "index/other/alpha/optimized"
+        ]
+    );
+}
+
+#[test]
+fn plan_output_says_how_many_images_each_workload_has_and_why() {
+    let plan = Project::new().plan(NATIVE_RUNS_ONLY).unwrap();
+    let table = pipeline::plan::output::to_table(&plan);
+    let lines: Vec<&str> = table
+        .lines()
+        .skip_while(|line| !line.starts_with("images "))
+        .take(2)
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "images      hello  4 images: every one runs; 2 left out, no run needs them: alpha/optimized/wasm, beta/optimized/wasm",
+            "            other  3 images: none runs: no run block measures other, so they are built for the images table",
+        ]
+    );
+    let json = pipeline::plan::output::to_json(&plan);
+    assert_eq!(json["images"][0]["workload"], "hello");
+    assert_eq!(json["images"][0]["planned"], 4);
+    assert_eq!(
+        json["images"][0]["not_planned"],
+        serde_json::json!(["hello/alpha/optimized/wasm", "hello/beta/optimized/wasm"])
+    );
+    assert_eq!(json["images"][1]["unrun"], 3);
+    assert!(
+        json["images"][1]["why"]
+            .as_str()
+            .unwrap()
+            .contains("no run block measures other")
+    );
+}
+
+#[test]
+fn workload_and_language_targets_narrow_the_experiments() {
+    let spec = "\
+experiment: demo
+workloads:
+  - name: hello
+    languages: [alpha, beta]
+    targets: [linux/amd64, wasm]
+  - name: other
+    languages: [alpha, beta]
+targets: [linux/amd64, linux/arm64, wasm]
+languages:
+  beta:
+    targets: [wasm, linux/aarch64]
+runs:
+  - hosts: [all]
+    engines: [docker]
+";
+    let plan = Project::new().plan(spec).unwrap();
+    assert_eq!(
+        ids_of(&plan.graph, StageKind::Build),
+        [
+            "build/hello/alpha/optimized/linux-amd64",
+            "build/hello/alpha/optimized/wasm",
+            // Both narrowings apply: the workload's and the language's.
+            "build/hello/beta/optimized/wasm",
+            "build/other/alpha/optimized/linux-amd64",
+            "build/other/alpha/optimized/linux-arm64",
+            "build/other/alpha/optimized/wasm",
+            "build/other/beta/optimized/linux-arm64",
+            "build/other/beta/optimized/wasm",
+        ]
+    );
+    assert!(
+        plan.experiment
+            .workload_images
+            .iter()
+            .all(|summary| summary.unrun == 0 && summary.not_planned.is_empty())
+    );
+}
+
+#[test]
+fn separate_native_and_wasm_workloads_need_no_host_for_the_other_kind() {
+    // The wasm-only workload runs on the arm64 host alone, which cannot run
+    // amd64 images; the block selects none, so that is no error.
+    let spec = "\
+experiment: demo
+workloads:
+  - name: hello
+    languages: [alpha]
+    targets: [linux/amd64]
+  - name: other
+    languages: [alpha]
+    targets: [wasm]
+targets: [linux/amd64, wasm]
+runs:
+  - hosts: [amd]
+    engines: [docker]
+    workloads: [hello]
+  - hosts: [arm]
+    engines: [docker]
+    workloads: [other]
+";
+    let plan = Project::new().plan(spec).unwrap();
+    assert_eq!(
+        ids_of(&plan.graph, StageKind::Build),
+        [
+            "build/hello/alpha/optimized/linux-amd64",
+            "build/other/alpha/optimized/wasm",
+        ]
+    );
+    assert_eq!(
+        ids_of(&plan.graph, StageKind::Run),
+        [
+            "run/hello/alpha/optimized/linux-amd64/amd/docker/fresh/0",
+            "run/other/alpha/optimized/wasm/arm/docker/fresh/0",
+        ]
+    );
+}
+
+#[test]
+fn inputs_come_from_the_workload_with_the_experiments_overrides() {
+    let project = Project::new();
+    project.write(
+        "workloads/hello/workload.yaml",
+        "binary: hello\nresult: '^ok'\nworkdir: /app\ndata:\n  - {from: data/in.txt, to: input.txt}\n  - {from: data, to: /srv/all}\nenv:\n  MODE: fast\n  NAME: \"say \\\"hi\\\" to $USER\"\n",
+    );
+    // A working directory other than `/` is for native images only.
+    let native = SPEC.replace(
+        "    languages: [alpha]\n",
+        "    languages: [alpha]\n    targets: [linux/amd64]\n",
+    );
+    let plan = project.plan(&native).unwrap();
+    let inputs = plan.experiment.images[0].template_inputs("demo");
+    assert_eq!(inputs["workload"]["workdir"], "/app");
+    assert_eq!(
+        inputs["workload"]["data"],
+        serde_json::json!([
+            {"from": "data/in.txt", "to": "/app/input.txt"},
+            {"from": "data/", "to": "/srv/all/"},
+        ])
+    );
+    assert_eq!(
+        inputs["workload"]["env"],
+        serde_json::json!([
+            {"name": "MODE", "value": "fast"},
+            {"name": "NAME", "value": "say \"hi\" to $USER"},
+        ])
+    );
+    assert_eq!(
+        plan.experiment.images[0].run.result_pattern.as_deref(),
+        Some("^ok")
+    );
+
+    // The experiment replaces workdir and data, and adds to env by name.
+    let spec = native.replace(
+        "    languages: [alpha]\n",
+        "    languages: [alpha]\n    workdir: /job\n    data: [{from: data/in.txt, to: in.txt}]\n    env: {MODE: slow, EXTRA: x}\n",
+    );
+    let plan = project.plan(&spec).unwrap();
+    let inputs = plan.experiment.images[0].template_inputs("demo");
+    assert_eq!(inputs["workload"]["workdir"], "/job");
+    assert_eq!(
+        inputs["workload"]["data"],
+        serde_json::json!([{"from": "data/in.txt", "to": "/job/in.txt"}])
+    );
+    let env: Vec<(String, String)> = plan.experiment.images[0]
+        .run
+        .env
+        .iter()
+        .map(|var| (var.name.clone(), var.value.clone()))
+        .collect();
+    assert_eq!(
+        env,
+        [
+            ("MODE".into(), "slow".into()),
+            ("NAME".into(), "say \"hi\" to $USER".into()),
+            ("EXTRA".into(), "x".into()),
+        ]
+    );
+}
+
+#[test]
+fn without_inputs_data_lands_in_slash_data_as_before() {
+    let plan = Project::new().plan(SPEC).unwrap();
+    let inputs = plan.experiment.images[0].template_inputs("demo");
+    assert_eq!(inputs["workload"]["workdir"], "/");
+    assert_eq!(
+        inputs["workload"]["data"],
+        serde_json::json!([{"from": "data/", "to": "/data/"}])
+    );
+    assert_eq!(inputs["workload"]["env"], serde_json::json!([]));
+    // An empty list opts out of the default placement.
+    let spec = SPEC.replace(
+        "    languages: [alpha]\n",
+        "    languages: [alpha]\n    data: []\n",
+    );
+    let plan = Project::new().plan(&spec).unwrap();
+    let inputs = plan.experiment.images[0].template_inputs("demo");
+    assert_eq!(inputs["workload"]["data"], serde_json::json!([]));
+    assert_eq!(inputs["workload"]["has_data"], true);
+}
+
+#[test]
+fn inputs_and_the_result_check_reach_the_fingerprints() {
+    let project = Project::new();
+    let manifest = |extra: &str| {
+        project.write(
+            "workloads/hello/workload.yaml",
+            &format!("binary: hello\nargs: [\"/data/in.txt\"]\n{extra}"),
+        );
+        fingerprints(&project.plan(SPEC).unwrap())
+    };
+    let checked = manifest("result: '^PIPELINE_RESULT status=ok'\n");
+    let with_env = manifest("result: '^PIPELINE_RESULT status=ok'\nenv: {MODE: fast}\n");
+    // The image's environment is part of what the template sees.
+    let changed_by_env = changed(&checked, &with_env);
+    assert!(
+        changed_by_env
+            .iter()
+            .any(|id| id.starts_with("render/hello/")),
+        "{changed_by_env:?}"
+    );
+    // The result pattern is what a run checks; templates never see it.
+    let unchecked = manifest("env: {MODE: fast}\n");
+    let changed_by_result = changed(&with_env, &unchecked);
+    assert!(
+        changed_by_result
+            .iter()
+            .any(|id| id.starts_with("run/hello/")),
+        "{changed_by_result:?}"
+    );
+    assert!(
+        !changed_by_result.iter().any(|id| id.starts_with("render/")),
+        "{changed_by_result:?}"
+    );
+}

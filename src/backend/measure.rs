@@ -12,7 +12,8 @@ use crate::spec::TimeUnit;
 pub struct OutputCheck {
     pub marker: Regex,
     pub marker_unit: TimeUnit,
-    pub result: Regex,
+    /// `None`: no line has to match; the exit code alone decides.
+    pub result: Option<Regex>,
 }
 
 /// Builds the record of one run. `to_main` is the workload's main-start
@@ -30,7 +31,10 @@ pub fn record(
         .and_then(|captures| captures.name("ts"))
         .and_then(|value| value.as_str().parse::<u64>().ok())
         .map(|value| value.saturating_mul(check.marker_unit.nanos()));
-    let result_ok = run.stdout.lines().any(|line| check.result.is_match(line));
+    let result_ok = check
+        .result
+        .as_ref()
+        .is_none_or(|result| run.stdout.lines().any(|line| result.is_match(line)));
     let mut problems = Vec::new();
     if run.exit_code != 0 {
         problems.push(format!("exit code {}", run.exit_code));
@@ -38,10 +42,10 @@ pub fn record(
     if main_ns.is_none() {
         problems.push("no main-start marker in the output".to_string());
     }
-    if !result_ok {
+    if let Some(result) = check.result.as_ref().filter(|_| !result_ok) {
         problems.push(format!(
             "no output line matches the result pattern `{}`",
-            check.result.as_str()
+            result.as_str()
         ));
     }
     if !problems.is_empty() && !run.stderr.trim().is_empty() {
@@ -65,7 +69,18 @@ pub fn record(
         ok: problems.is_empty(),
         started_at_ms: Some(run.create_requested_ns / 1_000_000),
         error: (!problems.is_empty()).then(|| problems.join("; ")),
+        stderr_tail: last_line(&run.stderr),
     }
+}
+
+/// The last line with anything but white space on it.
+fn last_line(output: &str) -> Option<String> {
+    output
+        .lines()
+        .rev()
+        .map(str::trim_end)
+        .find(|line| !line.trim().is_empty())
+        .map(str::to_string)
 }
 
 #[cfg(test)]
@@ -76,7 +91,7 @@ mod tests {
         OutputCheck {
             marker: Regex::new(r"PIPELINE_MAIN_START_NS=(?P<ts>\d+)").unwrap(),
             marker_unit: TimeUnit::Ns,
-            result: Regex::new("^PIPELINE_RESULT status=ok").unwrap(),
+            result: Some(Regex::new("^PIPELINE_RESULT status=ok").unwrap()),
         }
     }
 
@@ -117,6 +132,33 @@ mod tests {
             "{error}"
         );
         assert!(record.to_main_ms.is_some());
+    }
+
+    #[test]
+    fn without_a_result_pattern_the_exit_code_decides_and_stderr_is_kept() {
+        let mut check = check();
+        check.result = None;
+        let mut run = RunReport {
+            create_requested_ns: 0,
+            task_started_event_ns: None,
+            exited_ns: 1,
+            exit_code: 0,
+            stdout: "PIPELINE_MAIN_START_NS=5\nno result line here\n".into(),
+            stderr: "warming up\nerror: cannot open input.txt  \n\n".into(),
+        };
+        let measured = record("r", "d", None, &run, &check);
+        assert!(measured.ok, "{:?}", measured.error);
+        assert_eq!(
+            measured.stderr_tail.as_deref(),
+            Some("error: cannot open input.txt")
+        );
+        run.exit_code = 2;
+        let measured = record("r", "d", None, &run, &check);
+        assert!(!measured.ok);
+        let error = measured.error.unwrap();
+        assert!(!error.contains("result pattern"), "{error}");
+        run.stderr = String::new();
+        assert_eq!(record("r", "d", None, &run, &check).stderr_tail, None);
     }
 
     #[test]

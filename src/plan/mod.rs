@@ -6,6 +6,7 @@
 pub mod expand;
 pub mod fingerprint;
 pub mod graph;
+mod inputs;
 pub mod model;
 pub mod output;
 pub mod resolve;

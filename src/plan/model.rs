@@ -27,6 +27,8 @@ pub struct Experiment {
     /// Fingerprint of each host's resolved variables, by index in `hosts`.
     pub host_fingerprints: Vec<Fingerprint>,
     pub cells: Vec<Cell>,
+    /// Per workload, in spec order: its images in the plan and the ones left out.
+    pub workload_images: Vec<WorkloadImages>,
     pub measure: Measure,
     pub limits: StageLimits,
 }
@@ -56,8 +58,49 @@ pub struct Debootstrap {
 pub struct WorkloadRun {
     pub binary: String,
     pub args: Vec<String>,
-    pub result_pattern: String,
+    /// `None`: the exit code alone decides whether a run is ok.
+    pub result_pattern: Option<String>,
     pub marker: MarkerSpec,
+    /// Absolute and normalised: `/`, `/app`.
+    pub workdir: String,
+    pub data: Vec<DataCopy>,
+    pub env: Vec<EnvVar>,
+}
+
+/// Part of the workload's `data/` copied into the image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DataCopy {
+    /// Path in the build context: `data/` or inside it; a folder ends with `/`.
+    pub from: String,
+    /// Absolute path in the image; a folder ends with `/`.
+    pub to: String,
+}
+
+/// An environment variable set in the image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EnvVar {
+    pub name: String,
+    pub value: String,
+}
+
+/// How many images one workload has in the plan, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkloadImages {
+    pub workload: String,
+    /// Planned because some cell runs them.
+    pub run: usize,
+    /// Planned although nothing runs them: no run block measures the
+    /// workload, so its images are built for the images table alone.
+    pub unrun: usize,
+    /// Paths (`<workload>/<language>/<variant>/<target>`) of the images of
+    /// its languages, variants and targets that no run needs, left out.
+    pub not_planned: Vec<String>,
+}
+
+impl WorkloadImages {
+    pub fn planned(&self) -> usize {
+        self.run + self.unrun
+    }
 }
 
 /// One container image: a workload in a language and variant, for one target.
@@ -123,6 +166,9 @@ impl Image {
                 "binary": self.run.binary,
                 "args": self.run.args,
                 "has_data": self.has_data,
+                "workdir": self.run.workdir,
+                "data": self.run.data,
+                "env": self.run.env,
             },
             "language": self.language,
             "variant": self.variant,

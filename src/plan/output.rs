@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 
 use super::Plan;
 use super::graph::{StageKind, StageWork};
+use super::model::WorkloadImages;
 use crate::inventory::Connection;
 
 /// Stage details as JSON fields, beside id, kind, needs and fingerprint.
@@ -105,12 +106,27 @@ pub fn to_json(plan: &Plan) -> Value {
             Value::Object(object)
         })
         .collect();
+    let images: Vec<Value> = experiment
+        .workload_images
+        .iter()
+        .map(|summary| {
+            json!({
+                "workload": summary.workload,
+                "planned": summary.planned(),
+                "run": summary.run,
+                "unrun": summary.unrun,
+                "not_planned": summary.not_planned,
+                "why": images_why(summary),
+            })
+        })
+        .collect();
     json!({
         "experiment": experiment.name,
         "description": experiment.description,
         "registry": experiment.registry,
         "measure": experiment.measure,
         "counts": counts,
+        "images": images,
         "stages": stages,
     })
 }
@@ -140,6 +156,36 @@ pub fn to_dot(plan: &Plan) -> String {
     }
     out.push_str("}\n");
     out
+}
+
+/// Why a workload has the images it has, in one line.
+fn images_why(summary: &WorkloadImages) -> String {
+    // A workload is either measured, and then only its run images are
+    // planned, or not measured at all, and then all of them are.
+    let mut why = if summary.unrun == 0 {
+        "every one runs".to_string()
+    } else {
+        format!(
+            "none runs: no run block measures {}, so they are built for the images table",
+            summary.workload
+        )
+    };
+    if !summary.not_planned.is_empty() {
+        let prefix = format!("{}/", summary.workload);
+        let paths: Vec<&str> = summary
+            .not_planned
+            .iter()
+            .map(|path| path.strip_prefix(&prefix).unwrap_or(path))
+            .collect();
+        let _ = write!(
+            why,
+            "; {} left out, no run needs {}: {}",
+            paths.len(),
+            if paths.len() == 1 { "it" } else { "them" },
+            paths.join(", ")
+        );
+    }
+    why
 }
 
 fn kind_color(kind: StageKind) -> &'static str {
@@ -212,6 +258,27 @@ pub fn to_table(plan: &Plan) -> String {
         plan.graph.len(),
         summary.join(", ")
     );
+    let name_width = experiment
+        .workload_images
+        .iter()
+        .map(|summary| summary.workload.len())
+        .max()
+        .unwrap_or(0);
+    for (index, summary) in experiment.workload_images.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "{}{:name_width$}  {} image{}: {}",
+            if index == 0 {
+                "images      "
+            } else {
+                "            "
+            },
+            summary.workload,
+            summary.planned(),
+            if summary.planned() == 1 { "" } else { "s" },
+            images_why(summary)
+        );
+    }
 
     for kind in StageKind::ALL {
         if counts[kind.index()] == 0 {

@@ -85,6 +85,31 @@ pub struct WorkloadSpec {
     pub args: Option<Vec<String>>,
     #[serde(default)]
     pub marker: Option<Located<MarkerSpec>>,
+    /// Narrows the experiment's `targets` for this workload.
+    #[serde(default)]
+    pub targets: Option<Located<Vec<Located<String>>>>,
+    /// Overrides `workdir` of `workload.yaml`.
+    #[serde(default)]
+    pub workdir: Option<Located<String>>,
+    /// Overrides `data` of `workload.yaml` as a whole.
+    #[serde(default)]
+    pub data: Option<Located<Vec<DataPlacement>>>,
+    /// Added to `env` of `workload.yaml`; a variable named in both takes this value.
+    #[serde(default)]
+    pub env: EnvMap,
+}
+
+/// Environment variables by name, in the order written.
+pub type EnvMap = IndexMap<Located<String>, Located<String>>;
+
+/// One file or folder of the workload's `data/`, and where it lands in the image.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataPlacement {
+    /// Relative to the workload's folder: `data/` or a path inside it.
+    pub from: Located<String>,
+    /// Absolute, or relative to the working directory.
+    pub to: Located<String>,
 }
 
 /// How to find the workload's main-start timestamp in its output.
@@ -147,6 +172,9 @@ pub struct LanguageSpec {
     pub variants: IndexMap<Located<String>, LanguageVariantSpec>,
     #[serde(default)]
     pub marker: Option<Located<MarkerSpec>>,
+    /// Narrows the experiment's `targets` for this language, in every workload.
+    #[serde(default)]
+    pub targets: Option<Located<Vec<Located<String>>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -333,8 +361,18 @@ pub struct WorkloadManifest {
     pub binary: Located<String>,
     #[serde(default)]
     pub args: Vec<String>,
-    /// Regex the workload's result line must match.
-    pub result: Located<String>,
+    /// Regex some line of the output must match; without it the exit code alone decides.
+    #[serde(default)]
+    pub result: Option<Located<String>>,
     #[serde(default)]
     pub marker: Option<Located<MarkerSpec>>,
+    /// The program's working directory in the image; default `/`.
+    #[serde(default)]
+    pub workdir: Option<Located<String>>,
+    /// Where `data/` or parts of it land; default `data/` at `/data`.
+    #[serde(default)]
+    pub data: Option<Located<Vec<DataPlacement>>>,
+    /// Environment variables set in the image.
+    #[serde(default)]
+    pub env: EnvMap,
 }

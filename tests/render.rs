@@ -1,0 +1,190 @@
+//! The shipped templates write a workload's data placements, environment
+//! and working directory into every Dockerfile, and no value can start an
+//! instruction of its own.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::Project;
+use pipeline::plan::{Plan, PlanOptions, load_plan};
+use pipeline::render::{Toolchain, render_dockerfile};
+
+fn repository() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("folder");
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", from.display()))
+        .arg(to)
+        .status()
+        .expect("cp runs");
+    assert!(status.success(), "copying {}", from.display());
+}
+
+/// Every Dockerfile of the plan, by render stage id.
+fn dockerfiles(root: &Path, plan: &Plan) -> Vec<(String, String)> {
+    plan.graph
+        .stages()
+        .filter_map(|(_, stage)| {
+            let image = &plan.experiment.images[stage.work.image()?];
+            (stage.kind == pipeline::plan::StageKind::Render).then(|| {
+                let text = render_dockerfile(
+                    root,
+                    &plan.experiment.name,
+                    image,
+                    stage.fingerprint,
+                    &Toolchain::new(),
+                )
+                .unwrap_or_else(|error| panic!("{}: {error}", stage.id));
+                (stage.id.to_string(), text)
+            })
+        })
+        .collect()
+}
+
+/// The lines of the final stage: what the image holds and starts with.
+fn final_stage(dockerfile: &str) -> Vec<&str> {
+    let lines: Vec<&str> = dockerfile.lines().collect();
+    let last_from = lines
+        .iter()
+        .rposition(|line| line.starts_with("FROM "))
+        .expect("a FROM line");
+    lines[last_from..].to_vec()
+}
+
+const LANGUAGES: [&str; 4] = ["cpp", "rust", "go", "tinygo"];
+
+/// The shipped templates, and a workload in every shipped language that
+/// places one input file, sets two variables and works in `/srv/app`.
+fn project_with_inputs() -> Project {
+    let project = Project::new();
+    copy_dir(&repository().join("templates"), &project.path("templates"));
+    project.write(
+        "workloads/reader/workload.yaml",
+        "binary: reader\n\
+         workdir: /srv/app\n\
+         data:\n  - {from: data/input.txt, to: input.txt}\n  - {from: data/sets, to: /sets}\n\
+         env:\n  MODE: fast\n  LABEL: 'say \"hi\" to $USER\\'\n",
+    );
+    project.write("workloads/reader/data/input.txt", "one two\n");
+    project.write("workloads/reader/data/sets/a.txt", "a\n");
+    for language in LANGUAGES {
+        project.write(&format!("workloads/reader/{language}/main.src"), "\n");
+    }
+    project
+}
+
+const NATIVE_SPEC: &str = "\
+experiment: inputs
+workloads:
+  - name: reader
+    languages: [cpp, rust, go, tinygo]
+variants:
+  optimized:
+  unoptimized:
+targets: [linux/amd64, linux/arm64]
+runs:
+  - hosts: [all]
+    engines: [docker]
+";
+
+#[test]
+fn every_shipped_template_places_data_sets_env_and_the_workdir() {
+    let project = project_with_inputs();
+    let plan = project.plan(NATIVE_SPEC).expect("plan");
+    let dockerfiles = dockerfiles(project.dir.path(), &plan);
+    assert_eq!(dockerfiles.len(), LANGUAGES.len() * 2 * 2);
+    for (id, dockerfile) in &dockerfiles {
+        let last = final_stage(dockerfile);
+        for expected in [
+            r#"COPY ["data/input.txt","/srv/app/input.txt"]"#,
+            r#"COPY ["data/sets/","/sets/"]"#,
+            r#"ENV MODE="fast""#,
+            r#"ENV LABEL="say \"hi\" to \$USER\\""#,
+        ] {
+            assert!(
+                last.contains(&expected),
+                "{id}: no `{expected}` in\n{dockerfile}"
+            );
+        }
+        let workdir = last.iter().rfind(|line| line.starts_with("WORKDIR "));
+        assert_eq!(workdir, Some(&"WORKDIR /srv/app"), "{id}:\n{dockerfile}");
+        // The old fixed placement is gone.
+        assert!(!dockerfile.contains("COPY data/ /data/"), "{id}");
+    }
+}
+
+#[test]
+fn a_workload_without_inputs_keeps_data_at_slash_data() {
+    let project = project_with_inputs();
+    project.write(
+        "workloads/reader/workload.yaml",
+        "binary: reader\nargs: [/data/input.txt]\n",
+    );
+    let plan = project.plan(NATIVE_SPEC).expect("plan");
+    for (id, dockerfile) in dockerfiles(project.dir.path(), &plan) {
+        let last = final_stage(&dockerfile);
+        assert!(
+            last.contains(&r#"COPY ["data/","/data/"]"#),
+            "{id}:\n{dockerfile}"
+        );
+        assert!(!last.iter().any(|line| line.starts_with("ENV ")), "{id}");
+        assert_eq!(
+            last.iter().rfind(|line| line.starts_with("WORKDIR ")),
+            Some(&"WORKDIR /"),
+            "{id}"
+        );
+        assert!(
+            last.contains(&r#"CMD ["/data/input.txt"]"#),
+            "{id}:\n{dockerfile}"
+        );
+    }
+}
+
+/// A tree with the shipped templates and the fixture of a third-party
+/// program with separate native and wasm sources.
+fn wordcount_tree() -> (tempfile::TempDir, Plan) {
+    let dir = tempfile::tempdir().expect("temporary folder");
+    copy_dir(
+        &repository().join("templates"),
+        &dir.path().join("templates"),
+    );
+    copy_dir(&repository().join("tests/fixtures/inputs"), dir.path());
+    let plan = load_plan(
+        &dir.path().join("experiments/wordcount.yaml"),
+        &PlanOptions {
+            inventory: Some(repository().join("inventory.yaml")),
+        },
+    )
+    .expect("the fixture plans");
+    (dir, plan)
+}
+
+#[test]
+fn the_wordcount_fixture_renders_its_inputs() {
+    let (dir, plan) = wordcount_tree();
+    let dockerfiles = dockerfiles(dir.path(), &plan);
+    let ids: Vec<&str> = dockerfiles.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            "render/wordcount/cpp/optimized/linux-amd64",
+            "render/wordcount/cpp/optimized/linux-arm64",
+            "render/wordcount-wasm/cpp/optimized/wasm",
+        ]
+    );
+    // Fingerprints and base tags follow the templates; the rest is pinned.
+    let filters = vec![
+        (r"[0-9a-f]{64}", "[fingerprint]"),
+        (r":[0-9a-f]{16}\b", ":[tag]"),
+    ];
+    insta::with_settings!({filters => filters}, {
+        insta::assert_snapshot!("wordcount_native_arm64", &dockerfiles[1].1);
+        insta::assert_snapshot!("wordcount_wasm", &dockerfiles[2].1);
+    });
+}
