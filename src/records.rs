@@ -30,6 +30,18 @@ pub struct HostFacts {
     pub docker_version: Option<String>,
     pub containerd_version: Option<String>,
     pub shims: Vec<String>,
+    /// `<shim> <version>` of every shim but runc's that answered.
+    #[serde(default)]
+    pub shim_versions: Vec<String>,
+    /// The target triple of the agent that ran there.
+    #[serde(default)]
+    pub agent_target: String,
+    /// The host's CPU is emulated (the lab's arm64 and riscv64 hosts).
+    #[serde(default)]
+    pub emulated: bool,
+    /// The CPU model qemu emulates there.
+    #[serde(default)]
+    pub emulated_cpu: Option<String>,
 }
 
 /// One container run's measurements.
@@ -50,4 +62,8 @@ pub struct RunRecord {
     /// Start of the run, ms since the epoch on the host's clock.
     pub started_at_ms: Option<u64>,
     pub error: Option<String>,
+    /// The last line the program wrote to stderr, so that a program that
+    /// exits 0 after printing an error shows in the tables.
+    #[serde(default)]
+    pub stderr_tail: Option<String>,
 }

@@ -23,7 +23,7 @@ fn check() -> OutputCheck {
     OutputCheck {
         marker: Regex::new(r"PIPELINE_MAIN_START_NS=(?P<ts>\d+)").unwrap(),
         marker_unit: TimeUnit::Ns,
-        result: Regex::new("^PIPELINE_RESULT status=ok").unwrap(),
+        result: Some(Regex::new("^PIPELINE_RESULT status=ok").unwrap()),
     }
 }
 
@@ -57,6 +57,7 @@ fn request(host: &str, image: &str, platform: &str, runtime: &str, name: &str) -
         args: None,
         timeout: Duration::from_secs(60),
         cgroup_parent: Some(format!("/plab-{host}")),
+        env: Vec::new(),
     }
 }
 

@@ -16,7 +16,7 @@ fn check() -> OutputCheck {
     OutputCheck {
         marker: Regex::new(r"PIPELINE_MAIN_START_NS=(?P<ts>\d+)").unwrap(),
         marker_unit: TimeUnit::Ns,
-        result: Regex::new("^PIPELINE_RESULT status=ok").unwrap(),
+        result: Some(Regex::new("^PIPELINE_RESULT status=ok").unwrap()),
     }
 }
 
@@ -33,6 +33,7 @@ async fn fresh_pull_and_run(host: &str, platform: &str, image: &str) {
         args: None,
         timeout: Duration::from_secs(60),
         cgroup_parent: None,
+        env: Vec::new(),
     };
     let run = engine.run(&request).await.unwrap();
     let measured = record(image, &pull.digest, Some(&pull), &run, &check());

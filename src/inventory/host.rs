@@ -38,6 +38,13 @@ pub struct HostSettings {
     /// `host:port` of an HTTPS endpoint serving the registry's content, which
     /// containerd pulls through (containerd 1.7's transfer service speaks HTTPS only).
     pub containerd_pull_endpoint: Option<String>,
+    /// The physical machine the host runs on. Hosts on one machine (the
+    /// lab's, or VMs of one server) measure one at a time, so they do not
+    /// disturb each other; default: the host is a machine of its own.
+    pub machine: String,
+    /// qemu's CPU model for a host whose CPU is emulated (`cortex-a57`),
+    /// given to every process emulated there through `QEMU_CPU`.
+    pub qemu_cpu: Option<String>,
 }
 
 pub const DEFAULT_DOCKER_SOCKET: &str = "/var/run/docker.sock";
@@ -100,6 +107,8 @@ impl HostSettings {
             max_parallel,
             cgroup_parent: string_var(vars, "pipeline_cgroup_parent")?,
             containerd_pull_endpoint: string_var(vars, "pipeline_containerd_pull_endpoint")?,
+            machine: string_var(vars, "pipeline_machine")?.unwrap_or_else(|| name.to_string()),
+            qemu_cpu: string_var(vars, "pipeline_qemu_cpu")?,
         })
     }
 

@@ -206,11 +206,24 @@ impl LabState {
     }
 }
 
+/// The CPU qemu emulates for a lab host of `platform`: the cores of the
+/// boards the paper measured (a Jetson Nano's Cortex-A57; SiFive's U54,
+/// the closest qemu has to a VisionFive2's U74). qemu's default `max` CPU
+/// advertises extensions such as SVE, whose string routines it emulates
+/// very slowly, and which the boards do not have.
+pub fn emulated_cpu(platform: &str) -> Option<&'static str> {
+    match platform {
+        "linux/arm64" => Some("cortex-a57"),
+        "linux/riscv64" => Some("sifive-u54"),
+        _ => None,
+    }
+}
+
 /// The lab's inventory: the hosts `up` made, in the shape of the shipped
 /// inventory.yaml, with paths relative to the lab folder.
 pub fn inventory_yaml(layout: &LabLayout, hosts: &[LabHost]) -> String {
     let mut text = format!(
-        "# Written by `pipeline lab up`.\nall:\n  vars:\n    pipeline_registry: {}\n    pipeline_containerd_pull_endpoint: {}\n    ansible_user: root\n    ansible_ssh_private_key_file: ssh/id_ed25519\n    pipeline_known_hosts: ssh/known_hosts\n    pipeline_engines: [docker, containerd]\n    pipeline_runtimes: [{}]\n  children:\n    lab:\n      hosts:\n",
+        "# Written by `pipeline lab up`.\nall:\n  vars:\n    pipeline_registry: {}\n    pipeline_containerd_pull_endpoint: {}\n    ansible_user: root\n    ansible_ssh_private_key_file: ssh/id_ed25519\n    pipeline_known_hosts: ssh/known_hosts\n    pipeline_engines: [docker, containerd]\n    pipeline_runtimes: [{}]\n    pipeline_machine: runner\n  children:\n    lab:\n      hosts:\n",
         layout.registry_address(),
         layout.registry_tls_address(),
         if layout.shim.is_some() {
@@ -229,6 +242,9 @@ pub fn inventory_yaml(layout: &LabLayout, hosts: &[LabHost]) -> String {
 ",
             host.name, host.address, host.platform, host.name
         );
+        if let Some(cpu) = emulated_cpu(&host.platform) {
+            let _ = writeln!(text, "          pipeline_qemu_cpu: {cpu}");
+        }
     }
     text
 }
