@@ -57,6 +57,10 @@ pub enum Command {
     Apply(ApplyArgs),
     /// Show how far the applies of an experiment have come, from its journal.
     Status(StatusArgs),
+    /// Write the paper's figures and tables from an experiment's results:
+    /// out/<experiment>/report/ with index.html, SVG and PNG figures, CSV and
+    /// Markdown tables.
+    Report(ReportArgs),
     /// Show an Ansible inventory as this tool resolves it.
     Inventory(InventoryArgs),
     /// The local lab: hosts in network namespaces with their own engines, and a registry.
@@ -135,6 +139,11 @@ pub struct ApplyArgs {
     /// The lab's folder, where the builder engine is looked up.
     #[arg(long, env = "PIPELINE_LAB_DIR", default_value = ".lab")]
     pub lab_dir: PathBuf,
+    /// Agents for other architectures, as DIR/<uname -m>/pipeline
+    /// (scripts/build-agents); default `agents/` beside the folder holding
+    /// this program (target/agents for target/release/pipeline).
+    #[arg(long, env = "PIPELINE_AGENTS", value_name = "DIR")]
+    pub agents: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -162,6 +171,23 @@ pub enum StatusFormat {
     Table,
     /// `{"experiment": ..., "next_apply": {...}, "stages": [{"id", "kind", "state", "error"?}]}`.
     Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The experiment file (its results are under OUT/<experiment>/), or
+    /// an out/<experiment> folder.
+    #[arg(value_name = "SPEC_OR_OUT_DIR")]
+    pub target: PathBuf,
+    /// With a spec: use this inventory instead of the one the experiment names.
+    #[arg(short, long, value_name = "FILE")]
+    pub inventory: Option<PathBuf>,
+    #[command(flatten)]
+    pub out: OutArgs,
+    /// Another run's out/<experiment> folder: show both side by side, with
+    /// each cell's ratio and whether the difference is significant.
+    #[arg(long, value_name = "OTHER_OUT")]
+    pub compare: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

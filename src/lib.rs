@@ -20,6 +20,7 @@ pub(crate) mod platform;
 pub mod progress;
 pub(crate) mod records;
 pub mod render;
+pub mod report;
 pub(crate) mod results;
 pub mod spec;
 pub mod status;

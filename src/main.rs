@@ -114,6 +114,7 @@ fn run(cli: &Cli) -> Result<(), Failure> {
         }
         Command::Apply(args) => run_apply(args, &cli.output),
         Command::Status(args) => run_status(args),
+        Command::Report(args) => run_report(args, cli.output.quiet),
         Command::Lab(args) => run_lab(args, cli.output.quiet),
         Command::Agent => run_agent(),
         Command::Inventory(args) => {
@@ -212,14 +213,31 @@ fn run_apply(args: &cli::ApplyArgs, output: &cli::OutputArgs) -> Result<(), Fail
     });
     let builder_socket = match &args.builder_socket {
         Some(socket) => socket.clone(),
-        None => lab::LabState::load(&lab_layout(&args.lab_dir, None)?)
-            .filter(lab::LabState::all_alive)
-            .and_then(|state| state.builder_socket())
-            .unwrap_or_else(|| pipeline::inventory::DEFAULT_DOCKER_SOCKET.into()),
+        // A lab that is partly down must not send builds to the machine's
+        // own engine without a word.
+        None => match lab::LabState::load(&lab_layout(&args.lab_dir, None)?) {
+            Some(state) if state.all_alive() => state.builder_socket().ok_or_else(|| {
+                Failure::Runtime("the lab recorded no builder engine; `pipeline lab up`".into())
+            })?,
+            Some(_) => {
+                return Err(Failure::Runtime(format!(
+                    "part of the lab in {} is down; `pipeline lab up` restarts it, or \
+                     --builder-socket names another engine",
+                    args.lab_dir.display()
+                )));
+            }
+            None => pipeline::inventory::DEFAULT_DOCKER_SOCKET.into(),
+        },
     };
-    let agent_binary = std::env::current_exe()
+    let runner = std::env::current_exe()
         .map_err(|error| Failure::Runtime(format!("cannot find this program: {error}")))?;
-    let agent_version = agent_version(&agent_binary)?;
+    let agent_dir = args.agents.clone().or_else(|| {
+        runner
+            .parent()
+            .and_then(std::path::Path::parent)
+            .map(|dir| dir.join("agents"))
+    });
+    let agents = pipeline::backend::host::AgentBinaries::find(&runner, agent_dir.as_deref());
     pipeline::backend::host::end_stale_masters(&std::env::temp_dir());
     let control_dir = std::env::temp_dir().join(format!("pipeline-ssh-{}", std::process::id()));
     let connector = pipeline::backend::host::SshConnector {
@@ -230,8 +248,7 @@ fn run_apply(args: &cli::ApplyArgs, output: &cli::OutputArgs) -> Result<(), Fail
             .map(std::path::Path::to_path_buf)
             .unwrap_or_default(),
         control_dir: control_dir.clone(),
-        agent_binary,
-        agent_version,
+        agents,
     };
     let verbosity = if output.quiet {
         progress::Verbosity::Quiet
@@ -329,24 +346,6 @@ fn matches_prefix(stage: &pipeline::plan::Stage, prefixes: &[String]) -> bool {
     })
 }
 
-/// Names this build of the program, so a host runs the agent of the same
-/// build as the runner and never a stale copy with the same version number.
-/// Size and modification time tell builds apart without reading the file.
-fn agent_version(binary: &std::path::Path) -> Result<String, Failure> {
-    let metadata = std::fs::metadata(binary)
-        .map_err(|error| Failure::Runtime(format!("cannot read {}: {error}", binary.display())))?;
-    let modified = metadata
-        .modified()
-        .ok()
-        .and_then(|time| time.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(0, |since| since.as_nanos());
-    Ok(format!(
-        "{}-{:x}-{modified:x}",
-        env!("CARGO_PKG_VERSION"),
-        metadata.len()
-    ))
-}
-
 fn cache_dir() -> std::path::PathBuf {
     std::env::var_os("XDG_CACHE_HOME")
         .map(std::path::PathBuf::from)
@@ -425,6 +424,48 @@ fn run_status(args: &cli::StatusArgs) -> Result<(), Failure> {
         text,
         "next apply: runs {} stages, reuses {}; {} more run again if what they consume changes",
         next.runs, next.reuses, next.may_rerun
+    );
+    print_stdout(&text)
+}
+
+fn run_report(args: &cli::ReportArgs, quiet: bool) -> Result<(), Failure> {
+    let mut options = if args.target.is_dir() {
+        pipeline::report::ReportOptions::new(args.target.clone())
+    } else if args.target.is_file() {
+        let plan = load(&args.target, args.inventory.clone())?;
+        let mut options = pipeline::report::ReportOptions::new(
+            out_root(&plan, &args.out).join(&plan.experiment.name),
+        );
+        options.plan_fingerprint = plan
+            .graph
+            .stages()
+            .find(|(_, stage)| stage.kind == StageKind::Aggregate)
+            .map(|(_, stage)| stage.fingerprint.to_hex());
+        options
+    } else {
+        return Err(Failure::Invalid(format!(
+            "{}: no such experiment file or out folder",
+            args.target.display()
+        )));
+    };
+    options.compare.clone_from(&args.compare);
+    let outcome = pipeline::report::generate(&options).map_err(|error| {
+        if error.is_invalid_input() {
+            Failure::Invalid(error.to_string())
+        } else {
+            Failure::Runtime(error.to_string())
+        }
+    })?;
+    if quiet {
+        return Ok(());
+    }
+    let mut text = outcome.summary.join("\n");
+    let _ = writeln!(
+        text,
+        "\nreport: {} ({} figures as SVG and PNG, {} tables as CSV and Markdown)",
+        outcome.index.display(),
+        outcome.figures,
+        outcome.tables
     );
     print_stdout(&text)
 }

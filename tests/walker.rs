@@ -520,3 +520,64 @@ async fn forced_stages_run_again_with_everything_downstream() {
     assert_eq!(started, expected);
     assert_eq!(summary.up_to_date + summary.succeeded, plan.graph.len());
 }
+
+/// Counts how many runs are in progress at once.
+#[derive(Default)]
+struct OverlapWorker {
+    running: Arc<std::sync::atomic::AtomicUsize>,
+    most: std::sync::atomic::AtomicUsize,
+}
+
+impl StageWorker for OverlapWorker {
+    fn run(&self, job: Job) -> BoxFuture<Result<StageOutput, StageFailure>> {
+        use std::sync::atomic::Ordering;
+        let is_run = job.stage().kind == StageKind::Run;
+        if is_run {
+            let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+            self.most.fetch_max(now, Ordering::SeqCst);
+        }
+        let running = Arc::clone(&self.running);
+        let id = job.stage().id.to_string();
+        Box::pin(async move {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            if is_run {
+                running.fetch_sub(1, Ordering::SeqCst);
+            }
+            Ok(StageOutput::Rendered { dockerfile: id })
+        })
+    }
+}
+
+#[tokio::test]
+async fn hosts_on_one_machine_measure_one_at_a_time() {
+    use std::sync::atomic::Ordering;
+    for (shared, expected_most) in [(false, 2), (true, 1)] {
+        let project = Project::new();
+        if shared {
+            let inventory = std::fs::read_to_string(project.path("inventory.yaml")).unwrap();
+            project.write(
+                "inventory.yaml",
+                &inventory.replace(
+                    "pipeline_platform: linux/",
+                    "pipeline_machine: bench-server\n          pipeline_platform: linux/",
+                ),
+            );
+        }
+        let plan = plan(&project, SPEC);
+        let worker = Arc::new(OverlapWorker::default());
+        let summary = Walker::new(
+            Arc::clone(&plan),
+            Arc::clone(&worker) as Arc<dyn StageWorker>,
+            JournalState::default(),
+        )
+        .run(std::future::pending())
+        .await
+        .unwrap();
+        assert!(summary.failed.is_empty());
+        assert_eq!(
+            worker.most.load(Ordering::SeqCst),
+            expected_most,
+            "most runs at once with shared machine {shared}"
+        );
+    }
+}

@@ -47,7 +47,9 @@ async fn handle(
     cancel: &CancellationToken,
 ) -> Result<AgentResponse, AgentError> {
     match request {
-        AgentRequest::Facts { engines } => Ok(AgentResponse::Facts(facts(&engines).await?)),
+        AgentRequest::Facts { engines, qemu_cpu } => {
+            Ok(AgentResponse::Facts(facts(&engines, qemu_cpu).await?))
+        }
         AgentRequest::EnsureImage {
             engine,
             image_ref,
@@ -55,12 +57,16 @@ async fn handle(
         } => {
             let _turn = HostTurn::take().await;
             let engine = HostEngine::connect(&engine).await?;
-            tokio::select! {
-                pulled = pull_image(&engine, &image_ref, &platform) => Ok(pulled?),
-                () = cancel.cancelled() => Err(AgentError::Cancelled {
-                    cleanup: "the pull was abandoned".into(),
-                }),
+            // A pull cut off midway leaves the engine holding a lease on
+            // what it fetched, which keeps later fresh pulls from being
+            // fresh: it is let finish, and the cancel answered after.
+            let pulled = pull_image(&engine, &image_ref, &platform).await?;
+            if cancel.is_cancelled() {
+                return Err(AgentError::Cancelled {
+                    cleanup: "the pull was let finish".into(),
+                });
             }
+            Ok(pulled)
         }
         AgentRequest::Measure(request) => {
             let check = OutputCheck {
@@ -68,24 +74,20 @@ async fn handle(
                     message: format!("marker pattern: {error}"),
                 })?,
                 marker_unit: request.marker_unit,
-                result: Regex::new(&request.result).map_err(|error| AgentError::Request {
-                    message: format!("result pattern: {error}"),
-                })?,
+                result: request
+                    .result
+                    .as_deref()
+                    .map(Regex::new)
+                    .transpose()
+                    .map_err(|error| AgentError::Request {
+                        message: format!("result pattern: {error}"),
+                    })?,
             };
             let _turn = HostTurn::take().await;
             let engine = HostEngine::connect(&request.engine).await?;
-            tokio::select! {
-                measured = measure_with(&engine, &request, &check) => {
-                    Ok(AgentResponse::Measured(measured?))
-                }
-                () = cancel.cancelled() => {
-                    let cleanup = match engine.clean_up(&request.name, &request.image_ref).await {
-                        Ok(()) => format!("container {} removed", request.name),
-                        Err(error) => format!("cleaning up failed: {error}"),
-                    };
-                    Err(AgentError::Cancelled { cleanup })
-                }
-            }
+            measure_with(&engine, &request, &check, cancel)
+                .await
+                .map(AgentResponse::Measured)
         }
     }
 }
@@ -221,11 +223,15 @@ async fn pull_image(
     })
 }
 
+/// Pulls as the scenario says, then runs. A cancel is taken at the end of
+/// the pull (see [`handle`]'s pull) or during the run, whose container is
+/// then removed.
 async fn measure_with(
     engine: &impl Engine,
     request: &MeasureRequest,
     check: &OutputCheck,
-) -> Result<RunRecord, EngineError> {
+    cancel: &CancellationToken,
+) -> Result<RunRecord, AgentError> {
     {
         let pull = match request.scenario {
             // Fresh: nothing of the image may be left, so the pull transfers every blob.
@@ -246,17 +252,31 @@ async fn measure_with(
                 engine.pull(&request.image_ref, &request.platform).await?
             }
         };
-        let run = engine
-            .run(&RunRequest {
-                image_ref: request.image_ref.clone(),
-                platform: request.platform.clone(),
-                runtime: request.runtime.clone(),
-                name: request.name.clone(),
-                args: request.args.clone(),
-                timeout: Duration::from_secs(request.timeout_s),
-                cgroup_parent: request.cgroup_parent.clone(),
-            })
-            .await?;
+        if cancel.is_cancelled() {
+            return Err(AgentError::Cancelled {
+                cleanup: "stopped after the pull, before the run".into(),
+            });
+        }
+        let run_request = RunRequest {
+            image_ref: request.image_ref.clone(),
+            platform: request.platform.clone(),
+            runtime: request.runtime.clone(),
+            name: request.name.clone(),
+            args: request.args.clone(),
+            timeout: Duration::from_secs(request.timeout_s),
+            cgroup_parent: request.cgroup_parent.clone(),
+            env: request.env.clone(),
+        };
+        let run = tokio::select! {
+            run = engine.run(&run_request) => run?,
+            () = cancel.cancelled() => {
+                let cleanup = match engine.clean_up(&request.name, &request.image_ref).await {
+                    Ok(()) => format!("container {} removed", request.name),
+                    Err(error) => format!("cleaning up failed: {error}"),
+                };
+                return Err(AgentError::Cancelled { cleanup });
+            }
+        };
         let mut measured = record(&request.image_ref, &pull.digest, Some(&pull), &run, check);
         if request.scenario == Scenario::Fresh && pull.bytes_transferred == 0 {
             measured.ok = false;
@@ -274,7 +294,10 @@ async fn measure_with(
     }
 }
 
-async fn facts(engines: &[EngineAddress]) -> Result<HostFacts, EngineError> {
+async fn facts(
+    engines: &[EngineAddress],
+    qemu_cpu: Option<String>,
+) -> Result<HostFacts, EngineError> {
     let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
     let cpuinfo = read("/proc/cpuinfo");
     let cpu_model = cpuinfo
@@ -285,25 +308,28 @@ async fn facts(engines: &[EngineAddress]) -> Result<HostFacts, EngineError> {
         .and_then(|line| line.split_once(':'))
         .map(|(_, value)| value.trim().to_string())
         .unwrap_or_default();
-    let uname = |flag: &str| {
-        std::process::Command::new("uname")
-            .arg(flag)
-            .output()
-            .map(|output| String::from_utf8_lossy(&output.stdout).trim().to_string())
-            .unwrap_or_default()
-    };
+    let names = uname();
     let mut facts = HostFacts {
-        host: uname("-n"),
-        architecture: uname("-m"),
+        host: names.nodename,
+        architecture: names.machine,
         cpu_model,
         cores: u32::try_from(
             std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
         )
         .unwrap_or(1),
-        kernel: uname("-r"),
+        kernel: names.release,
         shims: shims_on_path(),
+        agent_target: agent_target(),
+        emulated: qemu_cpu.is_some(),
+        emulated_cpu: qemu_cpu,
         ..HostFacts::default()
     };
+    facts.shim_versions = facts
+        .shims
+        .iter()
+        .filter(|shim| !shim.contains("-runc-"))
+        .filter_map(|shim| shim_version(shim).map(|version| format!("{shim} {version}")))
+        .collect();
     for address in engines {
         let version = HostEngine::connect(address).await?.version().await?;
         match address.engine {
@@ -312,6 +338,77 @@ async fn facts(engines: &[EngineAddress]) -> Result<HostFacts, EngineError> {
         }
     }
     Ok(facts)
+}
+
+struct UnameNames {
+    nodename: String,
+    machine: String,
+    release: String,
+}
+
+/// The system call, not the program: under qemu's user emulation it names
+/// the emulated machine, as a board of that architecture would.
+fn uname() -> UnameNames {
+    // SAFETY: `utsname` is plain bytes, and uname fills it in or fails.
+    let mut names: libc::utsname = unsafe { std::mem::zeroed() };
+    let filled = unsafe { libc::uname(&raw mut names) } == 0;
+    let field = |bytes: &[libc::c_char]| {
+        if !filled {
+            return String::new();
+        }
+        let bytes: Vec<u8> = bytes
+            .iter()
+            .take_while(|byte| **byte != 0)
+            .map(|byte| byte.to_ne_bytes()[0])
+            .collect();
+        String::from_utf8_lossy(&bytes).into_owned()
+    };
+    UnameNames {
+        nodename: field(&names.nodename),
+        machine: field(&names.machine),
+        release: field(&names.release),
+    }
+}
+
+/// The target this agent was built for, as rustc names it.
+fn agent_target() -> String {
+    let env = if cfg!(target_env = "musl") {
+        "musl"
+    } else {
+        "gnu"
+    };
+    format!("{}-unknown-linux-{env}", std::env::consts::ARCH)
+}
+
+/// What a shim says of its version (`-v`, as containerd's shims answer:
+/// a `Version:` line); `None` when it does not answer within seconds.
+fn shim_version(shim: &str) -> Option<String> {
+    let mut child = std::process::Command::new(shim)
+        .arg("-v")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .ok()?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+        }
+    }
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take()?, &mut text).ok()?;
+    text.lines()
+        .find_map(|line| line.trim().strip_prefix("Version:"))
+        .map(|version| version.trim().to_string())
 }
 
 /// containerd finds shims as `containerd-shim-<name>-<version>` on its PATH.

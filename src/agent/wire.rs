@@ -54,7 +54,12 @@ pub struct EngineAddress {
 #[serde(tag = "request", rename_all = "kebab-case")]
 pub enum AgentRequest {
     /// What the host is and which engines and shims it has.
-    Facts { engines: Vec<EngineAddress> },
+    Facts {
+        engines: Vec<EngineAddress>,
+        /// The CPU model qemu emulates on this host, if it is emulated.
+        #[serde(default)]
+        qemu_cpu: Option<String>,
+    },
     /// Makes the image present (pulling it if needed), for cached cells.
     EnsureImage {
         engine: EngineAddress,
@@ -79,9 +84,14 @@ pub struct MeasureRequest {
     pub timeout_s: u64,
     /// Parent cgroup for containerd's containers (Docker has its own setting).
     pub cgroup_parent: Option<String>,
+    /// Added to the container's environment.
+    #[serde(default)]
+    pub env: Vec<String>,
     pub marker: String,
     pub marker_unit: TimeUnit,
-    pub result: String,
+    /// The workload's result pattern; `None` checks the exit code alone.
+    #[serde(default)]
+    pub result: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

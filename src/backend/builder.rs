@@ -560,6 +560,9 @@ fn debian_arch(platform: &Platform) -> String {
 fn context_tar(context: &BuildContext<'_>) -> std::io::Result<Vec<u8>> {
     let mut tar = tar::Builder::new(Vec::new());
     tar.follow_symlinks(false);
+    // Contents, names and the owner's exec bit only: what the fingerprint
+    // hashes, so equal fingerprints send equal contexts.
+    tar.mode(tar::HeaderMode::Deterministic);
     let mut header = tar::Header::new_gnu();
     header.set_size(context.dockerfile.len() as u64);
     header.set_mode(0o644);

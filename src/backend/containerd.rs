@@ -770,6 +770,7 @@ fn runtime_spec(
     if !env.iter().any(|var| var.starts_with("PATH=")) {
         env.insert(0, DEFAULT_PATH.to_string());
     }
+    env.extend(request.env.iter().cloned());
     let cwd = exec
         .working_dir
         .filter(|dir| !dir.is_empty())
@@ -1428,10 +1429,13 @@ mod tests {
             args: Some(vec!["7".into()]),
             timeout: Duration::from_secs(1),
             cgroup_parent: Some("/plab-h1/".into()),
+            env: vec!["QEMU_CPU=cortex-a57".into()],
         };
         let spec = runtime_spec(&config, &request, "ns").unwrap();
         assert_eq!(spec["process"]["args"], serde_json::json!(["/hello", "7"]));
         assert_eq!(spec["process"]["env"][0], DEFAULT_PATH);
+        let env = spec["process"]["env"].as_array().unwrap();
+        assert_eq!(env.last().unwrap(), "QEMU_CPU=cortex-a57", "{env:?}");
         assert_eq!(spec["process"]["cwd"], "/w");
         assert_eq!(spec["process"]["user"]["uid"], 1000);
         assert_eq!(spec["linux"]["cgroupsPath"], "/plab-h1/c1");

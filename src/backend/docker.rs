@@ -206,6 +206,7 @@ impl Engine for DockerEngine {
         let body = ContainerCreateBody {
             image: Some(request.image_ref.clone()),
             cmd: request.args.clone(),
+            env: (!request.env.is_empty()).then(|| request.env.clone()),
             host_config: Some(HostConfig {
                 runtime: Some(request.runtime.clone()),
                 network_mode: Some("none".to_string()),

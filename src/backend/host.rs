@@ -2,6 +2,7 @@
 //! [`HostSession`] (an SSH connection with the agent installed, or the
 //! runner's own machine), and a session carries agent calls.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -81,6 +82,68 @@ pub trait HostConnector: Send + Sync {
     ) -> BoxFuture<'a, Result<Arc<dyn HostSession>, HostError>>;
 }
 
+/// This program built for each architecture a host may have, by the name
+/// `uname -m` gives it (`x86_64`, `aarch64`, `riscv64`).
+#[derive(Debug, Clone, Default)]
+pub struct AgentBinaries {
+    by_arch: BTreeMap<String, PathBuf>,
+}
+
+impl AgentBinaries {
+    /// `dir/<arch>/pipeline` for every architecture built there
+    /// (scripts/build-agents), and the runner itself for its own
+    /// architecture unless `dir` has one.
+    pub fn find(runner: &Path, dir: Option<&Path>) -> AgentBinaries {
+        let mut by_arch = BTreeMap::new();
+        if let Some(entries) = dir.and_then(|dir| std::fs::read_dir(dir).ok()) {
+            for entry in entries.flatten() {
+                let binary = entry.path().join("pipeline");
+                if binary.is_file() {
+                    by_arch.insert(entry.file_name().to_string_lossy().into_owned(), binary);
+                }
+            }
+        }
+        by_arch
+            .entry(std::env::consts::ARCH.to_string())
+            .or_insert_with(|| runner.to_path_buf());
+        AgentBinaries { by_arch }
+    }
+
+    pub fn for_arch(&self, arch: &str) -> Option<&Path> {
+        self.by_arch.get(arch).map(PathBuf::as_path)
+    }
+
+    pub fn archs(&self) -> Vec<&str> {
+        self.by_arch.keys().map(String::as_str).collect()
+    }
+}
+
+/// Names a build of the agent, so a host runs exactly the build the runner
+/// has and never a stale copy with the same version number. Size and
+/// modification time tell builds apart without reading the file.
+pub fn agent_version(binary: &Path) -> std::io::Result<String> {
+    let metadata = std::fs::metadata(binary)?;
+    let modified = metadata
+        .modified()
+        .ok()
+        .and_then(|time| time.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |since| since.as_nanos());
+    Ok(format!(
+        "{}-{:x}-{modified:x}",
+        env!("CARGO_PKG_VERSION"),
+        metadata.len()
+    ))
+}
+
+/// `uname -m`'s name for a platform's architecture.
+fn machine_name(architecture: &str) -> &str {
+    match architecture {
+        "amd64" => "x86_64",
+        "arm64" => "aarch64",
+        other => other,
+    }
+}
+
 /// Hosts over SSH (or the runner itself for `ansible_connection: local`),
 /// with this program installed on them as the agent.
 pub struct SshConnector {
@@ -88,14 +151,15 @@ pub struct SshConnector {
     pub inventory_dir: PathBuf,
     /// Where SSH keeps its control sockets for this apply.
     pub control_dir: PathBuf,
-    /// The agent binary to upload, and the version it is installed under.
-    pub agent_binary: PathBuf,
-    pub agent_version: String,
+    /// The agent for each architecture.
+    pub agents: AgentBinaries,
 }
 
 struct SshSession {
     transport: Transport,
     agent: PathBuf,
+    /// `QEMU_CPU=<model>` on an emulated host: the agent runs under qemu too.
+    environment: Option<String>,
 }
 
 impl HostConnector for SshConnector {
@@ -110,14 +174,54 @@ impl HostConnector for SshConnector {
                     host: host.name.clone(),
                     message: transport_message(&error),
                 })?;
-            let agent = transport
-                .install_agent(&self.agent_binary, &self.agent_version)
-                .await
-                .map_err(|error| HostError::Install {
-                    host: host.name.clone(),
-                    message: transport_message(&error),
+            let install_error = |message: String| HostError::Install {
+                host: host.name.clone(),
+                message,
+            };
+            // An emulated host reports the runner's machine; it runs what its
+            // platform names, as a board of that platform would, or, when no
+            // agent was built for that, the runner's own (it runs there too).
+            let (arch, binary, environment) = if let Some(cpu) = &host.qemu_cpu {
+                let arch = machine_name(&host.platform.architecture);
+                if let Some(binary) = self.agents.for_arch(arch) {
+                    (arch.to_string(), binary, Some(format!("QEMU_CPU={cpu}")))
+                } else {
+                    let own = std::env::consts::ARCH;
+                    let binary = self.agents.for_arch(own).ok_or_else(|| {
+                        install_error(format!("there is no agent for {arch} or {own}"))
+                    })?;
+                    (own.to_string(), binary, None)
+                }
+            } else {
+                let arch = if matches!(transport, Transport::Local { .. }) {
+                    std::env::consts::ARCH.to_string()
+                } else {
+                    let output = transport
+                        .run("uname", &["-m"], b"")
+                        .await
+                        .map_err(|error| install_error(transport_message(&error)))?;
+                    String::from_utf8_lossy(&output.stdout).trim().to_string()
+                };
+                let binary = self.agents.for_arch(&arch).ok_or_else(|| {
+                    install_error(format!(
+                        "the host is {arch} and there is no agent for {arch} (built: {}); \
+                         scripts/build-agents {arch} builds one",
+                        self.agents.archs().join(", ")
+                    ))
                 })?;
-            let session: Arc<dyn HostSession> = Arc::new(SshSession { transport, agent });
+                (arch, binary, None)
+            };
+            let version = agent_version(binary)
+                .map_err(|error| install_error(format!("{}: {error}", binary.display())))?;
+            let agent = transport
+                .install_agent(binary, &format!("{arch}-{version}"))
+                .await
+                .map_err(|error| install_error(transport_message(&error)))?;
+            let session: Arc<dyn HostSession> = Arc::new(SshSession {
+                transport,
+                agent,
+                environment,
+            });
             Ok(session)
         })
     }
@@ -147,15 +251,14 @@ impl HostSession for SshSession {
                 },
             })?;
             line.push(b'\n');
+            let agent = self.agent.to_string_lossy();
+            let (program, args): (&str, Vec<&str>) = match &self.environment {
+                Some(assignment) => ("env", vec![assignment.as_str(), agent.as_ref(), "agent"]),
+                None => (agent.as_ref(), vec!["agent"]),
+            };
             let output = self
                 .transport
-                .call(
-                    &self.agent.to_string_lossy(),
-                    &["agent"],
-                    &line,
-                    cancel,
-                    CANCEL_GRACE,
-                )
+                .call(program, &args, &line, cancel, CANCEL_GRACE)
                 .await
                 .map_err(|error| match error {
                     TransportError::Cancelled { .. } => HostError::Cancelled { host: host.clone() },
@@ -220,17 +323,24 @@ pub fn end_stale_masters(parent: &Path) {
         if Path::new(&format!("/proc/{pid}")).exists() {
             continue;
         }
-        if let Ok(sockets) = std::fs::read_dir(entry.path()) {
-            for socket in sockets.flatten() {
-                let _ = std::process::Command::new("ssh")
-                    .arg("-S")
-                    .arg(socket.path())
-                    .args(["-O", "exit", "stale-master"])
-                    .stdin(std::process::Stdio::null())
-                    .stdout(std::process::Stdio::null())
-                    .stderr(std::process::Stdio::null())
-                    .status();
-            }
+        // openssh keeps each master's socket in a folder of its own.
+        let sockets = std::fs::read_dir(entry.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .flat_map(|child| match std::fs::read_dir(child.path()) {
+                Ok(inner) => inner.flatten().map(|socket| socket.path()).collect(),
+                Err(_) => vec![child.path()],
+            });
+        for socket in sockets {
+            let _ = std::process::Command::new("ssh")
+                .arg("-S")
+                .arg(&socket)
+                .args(["-O", "exit", "stale-master"])
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status();
         }
         let _ = std::fs::remove_dir_all(entry.path());
     }

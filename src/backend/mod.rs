@@ -241,6 +241,9 @@ pub struct RunRequest {
     pub timeout: Duration,
     /// Parent cgroup (a cgroupfs path such as `/plab-h1`); the container gets `<parent>/<name>`.
     pub cgroup_parent: Option<String>,
+    /// `KEY=value` pairs added to the image's environment, such as
+    /// `QEMU_CPU` for a host whose CPU is emulated.
+    pub env: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -255,16 +255,18 @@ enum NodeState {
     Running,
     /// Failed an attempt and waits out its backoff.
     BackingOff,
-    Done(StageOutput),
+    Done(Box<StageOutput>),
     Failed,
     Blocked,
 }
 
-/// Which queue a ready stage waits in: a host's (prepare, pull, run) or its kind's.
+/// Which queue a ready stage waits in: its machine's (prepare, pull, run
+/// on any host of that physical machine) or its kind's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Lane {
     Kind(StageKind),
-    Host(usize),
+    /// Index of the machine's first host in the experiment.
+    Machine(usize),
 }
 
 /// What a spawned task reports back.
@@ -273,7 +275,7 @@ enum TaskReport {
         node: NodeIndex,
         attempt: u32,
         duration_ms: u64,
-        result: Result<StageOutput, StageFailure>,
+        result: Box<Result<StageOutput, StageFailure>>,
     },
     /// A backoff has passed: the stage goes back into its queue.
     RetryDue(NodeIndex),
@@ -389,7 +391,7 @@ impl<'s> Walker<'s> {
                         },
                     ))?;
                     summary.up_to_date += 1;
-                    node_states[node.index()] = NodeState::Done(output);
+                    node_states[node.index()] = NodeState::Done(Box::new(output));
                     release(graph, node, &mut remaining, &mut newly_ready);
                 } else {
                     node_states[node.index()] = NodeState::Ready;
@@ -467,7 +469,7 @@ impl<'s> Walker<'s> {
                             }
                             continue;
                         }
-                        TaskReport::Attempt { node, attempt, duration_ms, result } => (node, attempt, duration_ms, result),
+                        TaskReport::Attempt { node, attempt, duration_ms, result } => (node, attempt, duration_ms, *result),
                     };
                     let lane = lane_of(&plan, node);
                     if let Some(running) = running_per_lane.get_mut(&lane) {
@@ -482,7 +484,7 @@ impl<'s> Walker<'s> {
                                 inputs: Some(input_digests[node.index()].clone()),
                             }))?;
                             summary.succeeded += 1;
-                            node_states[node.index()] = NodeState::Done(output);
+                            node_states[node.index()] = NodeState::Done(Box::new(output));
                             release(graph, node, &mut remaining, &mut newly_ready);
                         }
                         Err(failure) if failure.cancelled || (interrupted && failure.retryable) => {
@@ -543,9 +545,11 @@ impl<'s> Walker<'s> {
                 .filter_map(|need| {
                     let index = graph.node(need)?;
                     match &node_states[index.index()] {
-                        NodeState::Done(output) => {
-                            Some((graph.stage(index).kind, need.clone(), output.clone()))
-                        }
+                        NodeState::Done(output) => Some((
+                            graph.stage(index).kind,
+                            need.clone(),
+                            output.as_ref().clone(),
+                        )),
                         _ => None,
                     }
                 })
@@ -638,20 +642,39 @@ fn release(
     }
 }
 
-/// Host-bound stages share their host's lane, so measurements never overlap.
+/// Host-bound stages share their machine's lane, so measurements on one
+/// physical machine never overlap, whichever of its hosts they are on.
 fn lane_of(plan: &Plan, node: NodeIndex) -> Lane {
     let stage = plan.graph.stage(node);
-    match &stage.work {
-        StageWork::PrepareHost { host } | StageWork::Pull { host, .. } => Lane::Host(*host),
-        StageWork::Run(run) => Lane::Host(plan.experiment.cells[run.cell].host),
-        _ => Lane::Kind(stage.kind),
-    }
+    let host = match &stage.work {
+        StageWork::PrepareHost { host } | StageWork::Pull { host, .. } => *host,
+        StageWork::Run(run) => plan.experiment.cells[run.cell].host,
+        _ => return Lane::Kind(stage.kind),
+    };
+    let hosts = &plan.experiment.hosts;
+    let machine = &hosts[host].machine;
+    Lane::Machine(
+        hosts
+            .iter()
+            .position(|other| &other.machine == machine)
+            .unwrap_or(host),
+    )
 }
 
+/// A machine runs as many stages at once as the strictest of its hosts allows.
 fn lane_limit(plan: &Plan, lane: Lane, concurrency: &Concurrency) -> usize {
     match lane {
         Lane::Kind(kind) => concurrency.per_kind[kind.index()],
-        Lane::Host(host) => plan.experiment.hosts[host].max_parallel as usize,
+        Lane::Machine(first) => {
+            let hosts = &plan.experiment.hosts;
+            let machine = &hosts[first].machine;
+            hosts
+                .iter()
+                .filter(|host| &host.machine == machine)
+                .map(|host| host.max_parallel as usize)
+                .min()
+                .unwrap_or(1)
+        }
     }
 }
 
@@ -699,20 +722,30 @@ async fn attempt_task(
             let timed_out = !cancel.is_cancelled();
             cancel.cancel();
             let cleanup = tokio::time::timeout(CANCEL_GRACE, &mut work).await;
-            let unfinished = if cleanup.is_ok() {
-                ""
-            } else {
-                "; its work did not stop within the grace period"
-            };
-            if timed_out {
-                let limit = timeout.map_or_else(String::new, |limit| {
-                    humantime::format_duration(limit).to_string()
-                });
-                Err(StageFailure::fatal(format!(
-                    "timed out after {limit}{unfinished}"
-                )))
-            } else {
-                Err(StageFailure::cancelled(format!("cancelled{unfinished}")))
+            match cleanup {
+                // It finished while stopping: what it made is kept.
+                Ok(Ok(Ok(output))) => Ok(output),
+                Ok(Err(panic)) => Err(StageFailure::fatal(format!(
+                    "the stage panicked while stopping: {}",
+                    panic_message(panic.as_ref())
+                ))),
+                Ok(Ok(Err(_))) | Err(_) => {
+                    let unfinished = if cleanup.is_ok() {
+                        ""
+                    } else {
+                        "; its work did not stop within the grace period"
+                    };
+                    if timed_out {
+                        let limit = timeout.map_or_else(String::new, |limit| {
+                            humantime::format_duration(limit).to_string()
+                        });
+                        Err(StageFailure::fatal(format!(
+                            "timed out after {limit}{unfinished}"
+                        )))
+                    } else {
+                        Err(StageFailure::cancelled(format!("cancelled{unfinished}")))
+                    }
+                }
             }
         }
     };
@@ -721,7 +754,7 @@ async fn attempt_task(
         node,
         attempt,
         duration_ms,
-        result,
+        result: Box::new(result),
     }
 }
 

@@ -38,11 +38,13 @@ pub fn expand(experiment: &Experiment) -> Result<StageGraph, GraphError> {
 
     let mut base_nodes: HashMap<&str, NodeIndex> = HashMap::new();
     for (index, base) in experiment.bases.iter().enumerate() {
-        let node = graph.add(stage(
-            &base.name,
-            base.fingerprint,
-            StageWork::Base { base: index },
-        ))?;
+        // The recipe's fingerprint names the cached root file system; the
+        // stage also pushes, so where to is part of what it does.
+        let base_fp = FingerprintBuilder::new("base")
+            .fingerprint("recipe", base.fingerprint)
+            .str("ref", &base.image_ref)
+            .finish();
+        let node = graph.add(stage(&base.name, base_fp, StageWork::Base { base: index }))?;
         if let Some(from) = &base.from {
             graph.need_id(node, &StageId::new(StageKind::Base, from))?;
         }
@@ -222,8 +224,11 @@ pub fn expand(experiment: &Experiment) -> Result<StageGraph, GraphError> {
 
     let mut aggregate_fp = FingerprintBuilder::new("aggregate");
     aggregate_fp.str("experiment", &experiment.name);
-    for (_, fingerprint) in &run_nodes {
-        aggregate_fp.fingerprint("run", *fingerprint);
+    // Sorted: the aggregate counts runs, whatever order they run in.
+    let mut run_fingerprints: Vec<Fingerprint> = run_nodes.iter().map(|(_, fp)| *fp).collect();
+    run_fingerprints.sort_unstable();
+    for fingerprint in run_fingerprints {
+        aggregate_fp.fingerprint("run", fingerprint);
     }
     let aggregate = graph.add(stage("", aggregate_fp.finish(), StageWork::Aggregate))?;
     for (node, _) in run_nodes {
@@ -248,9 +253,14 @@ fn run_fingerprint(
         .str("runtime", &cell.runtime)
         .str("scenario", cell.scenario.as_str())
         .str("round", round)
-        .str("args", &image.run.args.join("\u{0}"))
-        .str("result", &image.run.result_pattern)
-        .str("marker", &image.run.marker.pattern);
+        .str("args", &image.run.args.join("\u{0}"));
+    // Absent rather than empty, so runs with a pattern keep their fingerprints.
+    if let Some(pattern) = &image.run.result_pattern {
+        builder.str("result", pattern);
+    }
+    builder
+        .str("marker", &image.run.marker.pattern)
+        .str("marker_unit", &format!("{:?}", image.run.marker.unit));
     if let Some(pull) = pull {
         builder.fingerprint("pull", pull);
     }

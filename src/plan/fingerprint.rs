@@ -100,10 +100,12 @@ pub fn hash_tree(root: &Path) -> Result<Fingerprint, TreeHashError> {
         return Ok(builder.finish());
     }
     for entry in crate::tree::entries(root).map_err(error(root))? {
+        let path = root.join(&entry.relative);
         if entry.is_dir {
+            // The context carries empty folders too.
+            builder.str("dir", &entry.relative.to_string_lossy());
             continue;
         }
-        let path = root.join(&entry.relative);
         builder.str("path", &entry.relative.to_string_lossy());
         let link = std::fs::symlink_metadata(&path)
             .map_err(error(&path))?
@@ -124,7 +126,8 @@ pub fn hash_tree(root: &Path) -> Result<Fingerprint, TreeHashError> {
 #[cfg(unix)]
 fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(path).is_ok_and(|metadata| metadata.permissions().mode() & 0o111 != 0)
+    // The owner's bit, as the build context's tar headers record it.
+    std::fs::metadata(path).is_ok_and(|metadata| metadata.permissions().mode() & 0o100 != 0)
 }
 
 #[cfg(not(unix))]

@@ -8,8 +8,10 @@ use serde_json::{Map, Value};
 
 use super::StageKind;
 use super::fingerprint::{Fingerprint, FingerprintBuilder, hash_tree};
+use super::inputs;
 use super::model::{
-    BaseImage, Cell, Debootstrap, Experiment, Image, Measure, StageLimit, StageLimits, WorkloadRun,
+    BaseImage, Cell, DataCopy, Debootstrap, EnvVar, Experiment, Image, Measure, StageLimit,
+    StageLimits, WorkloadImages, WorkloadRun,
 };
 use super::target::Target;
 use crate::diagnostic::{Diagnostic, Diagnostics, SourceLocation};
@@ -50,6 +52,13 @@ struct Resolver<'a> {
     sources: &'a Sources<'a>,
     diagnostics: Diagnostics,
     tree_hashes: HashMap<PathBuf, Fingerprint>,
+}
+
+/// A workload's working directory, data placements and environment, resolved.
+struct Setup {
+    workdir: String,
+    data: Vec<DataCopy>,
+    env: Vec<EnvVar>,
 }
 
 /// A variant after defaults: its vars and template names.
@@ -102,8 +111,10 @@ impl<'a> Resolver<'a> {
             .iter()
             .map(|base| (base.name.as_str(), base))
             .collect();
-        let images = self.images(&targets, &variants, &base_refs);
+        let language_targets = self.language_targets(&targets);
+        let images = self.images(&targets, &language_targets, &variants, &base_refs);
         self.check_language_settings(&variants);
+        self.check_vars();
         let (hosts, cells) = self.cells(&images, &targets, &variants);
         let host_fingerprints = hosts.iter().map(host_fingerprint).collect();
         if self.diagnostics.is_empty() && cells.is_empty() && !images.is_empty() {
@@ -112,6 +123,7 @@ impl<'a> Resolver<'a> {
                 "the experiment has no cells: no run block selects a host that can run any image",
             );
         }
+        let (images, cells, workload_images) = needed_images(images, cells);
         let registry = registry?;
         let images = images
             .into_iter()
@@ -140,6 +152,7 @@ impl<'a> Resolver<'a> {
             hosts,
             host_fingerprints,
             cells,
+            workload_images,
             measure,
             limits,
         })
@@ -500,6 +513,7 @@ impl<'a> Resolver<'a> {
     fn images(
         &mut self,
         targets: &[(Target, &'a Located<String>)],
+        language_targets: &HashMap<&str, HashSet<Target>>,
         variants: &[ResolvedVariant<'a>],
         bases: &HashMap<&str, &BaseImage>,
     ) -> Vec<Image> {
@@ -522,6 +536,15 @@ impl<'a> Resolver<'a> {
                 );
                 continue;
             }
+            if !is_simple_name(workload_name) {
+                self.error(
+                    &workload.name,
+                    format!(
+                        "workload name `{workload_name}` must be letters, digits, `-`, `_` or `.`"
+                    ),
+                );
+                continue;
+            }
             let workload_dir = root.join("workloads").join(workload_name);
             let manifest_path = workload_dir.join("workload.yaml");
             if !workload_dir.is_dir() {
@@ -535,6 +558,13 @@ impl<'a> Resolver<'a> {
             let Some(manifest) = self.manifest(&manifest_path, &workload.name) else {
                 continue;
             };
+            let workload_targets = workload.targets.as_ref().and_then(|list| {
+                self.narrowing(list, targets, &format!("workload `{workload_name}`"))
+            });
+            let Some(setup) = self.setup(&manifest, &manifest_path, workload, &workload_dir) else {
+                continue;
+            };
+            let mut builds_wasm = false;
             if workload.languages.value.is_empty() {
                 self.error(
                     &workload.languages,
@@ -575,7 +605,31 @@ impl<'a> Resolver<'a> {
                     .iter()
                     .find(|(name, _)| name.value == *language_name)
                     .and_then(|(_, settings)| settings.as_ref());
-                let run = self.workload_run(&manifest, workload, language_settings);
+                // The experiment's targets, narrowed by the workload's and the language's.
+                let image_targets: Vec<&(Target, &Located<String>)> = targets
+                    .iter()
+                    .filter(|(target, _)| {
+                        workload_targets
+                            .as_ref()
+                            .is_none_or(|set| set.contains(target))
+                            && language_targets
+                                .get(language_name.as_str())
+                                .is_none_or(|set| set.contains(target))
+                    })
+                    .collect();
+                if image_targets.is_empty() && !targets.is_empty() {
+                    let location = workload
+                        .targets
+                        .as_ref()
+                        .map_or_else(|| self.at(language), |list| self.at(list));
+                    self.diagnostics.push(Diagnostic::at(
+                        location,
+                        format!("workload `{workload_name}` has no targets left in language `{language_name}`"),
+                    ).with_help("the workload's `targets` and the language's `languages.<language>.targets` narrow the experiment's `targets`; they share none here"));
+                    continue;
+                }
+                builds_wasm |= image_targets.iter().any(|(target, _)| target.is_wasm());
+                let run = self.workload_run(&manifest, workload, language_settings, &setup);
                 let Some(template_tree) = self.template_tree(&template_dir, language) else {
                     continue;
                 };
@@ -585,7 +639,7 @@ impl<'a> Resolver<'a> {
                 };
                 let defaults = self.template_defaults(&template_dir, language);
                 for variant in variants {
-                    for (target, target_at) in targets {
+                    for &(target, target_at) in &image_targets {
                         let (template_name, template_at) = if target.is_wasm() {
                             (&variant.wasm_template, variant.wasm_template_at)
                         } else {
@@ -668,8 +722,186 @@ impl<'a> Resolver<'a> {
                     }
                 }
             }
+            if builds_wasm && setup.workdir != "/" {
+                self.wasm_workdir_error(workload, &manifest, &manifest_path);
+            }
         }
         images
+    }
+
+    /// The wasmtime shim runs a module with `/` preopened as `/` and no other
+    /// directory; wasi-libc starts every program in `/`, so a WORKDIR would
+    /// be in the image config but never in effect.
+    fn wasm_workdir_error(
+        &mut self,
+        workload: &crate::spec::WorkloadSpec,
+        manifest: &WorkloadManifest,
+        manifest_path: &Path,
+    ) {
+        let location = match (&workload.workdir, &manifest.workdir) {
+            (Some(located), _) => self.at(located),
+            (None, Some(located)) => SourceLocation::from_yaml(manifest_path, located.referenced),
+            (None, None) => return,
+        };
+        self.diagnostics.push(
+            Diagnostic::at(
+                location,
+                format!(
+                    "workload `{}` is built for wasm, where a module always starts in `/`: WASI preview 1 has no working directory",
+                    workload.name.value
+                ),
+            )
+            .with_help("keep the default `workdir: /` and place files relative to `/`, or give the workload native `targets` only"),
+        );
+    }
+
+    /// Validates a `targets` list that narrows the experiment's, returning the targets it keeps.
+    fn narrowing(
+        &mut self,
+        list: &Located<Vec<Located<String>>>,
+        experiment_targets: &[(Target, &Located<String>)],
+        owner: &str,
+    ) -> Option<HashSet<Target>> {
+        if list.value.is_empty() {
+            self.error(list, format!("`targets` of {owner} is empty: name at least one of the experiment's targets, or leave it out"));
+            return None;
+        }
+        let mut kept = HashSet::new();
+        let errors_before = self.diagnostics.0.len();
+        for entry in &list.value {
+            match Target::parse(&entry.value) {
+                Ok(target) if !experiment_targets.iter().any(|(known, _)| *known == target) => {
+                    let known: Vec<String> = experiment_targets
+                        .iter()
+                        .map(|(known, _)| known.to_string())
+                        .collect();
+                    self.error_with_help(
+                        entry,
+                        format!("{owner} names target `{target}`, which is not among the experiment's `targets`"),
+                        format!("`targets` here narrows the experiment's: {}", known.join(", ")),
+                    );
+                }
+                Ok(target) => {
+                    if !kept.insert(target.clone()) {
+                        self.error(entry, format!("duplicate target `{target}`"));
+                    }
+                }
+                Err(error) => self.error(entry, error.to_string()),
+            }
+        }
+        // A list with a bad entry narrows nothing, so it causes no errors of its own further on.
+        (self.diagnostics.0.len() == errors_before).then_some(kept)
+    }
+
+    /// `languages.<language>.targets`, validated once per language.
+    fn language_targets(
+        &mut self,
+        targets: &[(Target, &Located<String>)],
+    ) -> HashMap<&'a str, HashSet<Target>> {
+        let spec = self.spec;
+        let mut narrowed = HashMap::new();
+        for (name, settings) in &spec.languages {
+            if let Some(list) = settings
+                .as_ref()
+                .and_then(|settings| settings.targets.as_ref())
+                && let Some(kept) =
+                    self.narrowing(list, targets, &format!("language `{}`", name.value))
+            {
+                narrowed.insert(name.value.as_str(), kept);
+            }
+        }
+        narrowed
+    }
+
+    /// Working directory, data placements and environment: `workload.yaml`'s,
+    /// with the experiment's overrides.
+    fn setup(
+        &mut self,
+        manifest: &WorkloadManifest,
+        manifest_path: &Path,
+        workload: &crate::spec::WorkloadSpec,
+        workload_dir: &Path,
+    ) -> Option<Setup> {
+        let spec_path = self.sources.spec_path;
+        let errors_before = self.diagnostics.0.len();
+        let locate =
+            |path: &Path, located: serde_saphyr::Location| SourceLocation::from_yaml(path, located);
+        let (workdir_at, workdir_file) = match (&workload.workdir, &manifest.workdir) {
+            (Some(located), _) => (Some(located), spec_path),
+            (None, Some(located)) => (Some(located), manifest_path),
+            (None, None) => (None, manifest_path),
+        };
+        let workdir = match workdir_at {
+            Some(located) => match inputs::workdir(&located.value) {
+                Ok(workdir) => workdir,
+                Err(message) => {
+                    self.diagnostics.push(Diagnostic::at(
+                        locate(workdir_file, located.referenced),
+                        message,
+                    ));
+                    "/".to_string()
+                }
+            },
+            None => "/".to_string(),
+        };
+        let (placements, placements_file) = match (&workload.data, &manifest.data) {
+            (Some(list), _) => (Some(list), spec_path),
+            (None, Some(list)) => (Some(list), manifest_path),
+            (None, None) => (None, manifest_path),
+        };
+        let data = match placements {
+            Some(list) => {
+                let mut data: Vec<DataCopy> = Vec::new();
+                for placement in &list.value {
+                    match inputs::data_copy(
+                        &placement.from.value,
+                        &placement.to.value,
+                        &workdir,
+                        workload_dir,
+                        &workload.name.value,
+                    ) {
+                        Ok(copy) => data.push(copy),
+                        Err((side, message)) => {
+                            let at = match side {
+                                inputs::Side::From => &placement.from,
+                                inputs::Side::To => &placement.to,
+                            };
+                            self.diagnostics.push(Diagnostic::at(
+                                locate(placements_file, at.referenced),
+                                message,
+                            ));
+                        }
+                    }
+                }
+                data
+            }
+            None => inputs::default_data(workload_dir.join("data").is_dir()),
+        };
+        // The experiment's variables replace workload.yaml's of the same name, in place.
+        let mut env: Vec<EnvVar> = Vec::new();
+        for (entries, file) in [(&manifest.env, manifest_path), (&workload.env, spec_path)] {
+            for (name, value) in entries {
+                let checked = inputs::env_name(&name.value)
+                    .map_err(|message| (name.referenced, message))
+                    .and_then(|()| {
+                        inputs::env_value(&name.value, &value.value)
+                            .map_err(|message| (value.referenced, message))
+                    });
+                match checked {
+                    Ok(variable) => {
+                        match env.iter_mut().find(|known| known.name == variable.name) {
+                            Some(known) => known.value = variable.value,
+                            None => env.push(variable),
+                        }
+                    }
+                    Err((at, message)) => {
+                        self.diagnostics
+                            .push(Diagnostic::at(locate(file, at), message));
+                    }
+                }
+            }
+        }
+        (self.diagnostics.0.len() == errors_before).then_some(Setup { workdir, data, env })
     }
 
     /// The language's templates and the shared includes beside the language folders.
@@ -681,12 +913,25 @@ impl<'a> Resolver<'a> {
         let mut builder = FingerprintBuilder::new("templates");
         builder.fingerprint("language", self.tree_hash(template_dir, blame)?);
         let templates = self.sources.project_root.join("templates");
+        // A template may include anything under templates/: files beside the
+        // language folders and folders of shared includes. Other languages'
+        // folders (those with Dockerfile templates) are theirs.
+        let is_language = |dir: &Path| {
+            std::fs::read_dir(dir).is_ok_and(|entries| {
+                entries.flatten().any(|entry| {
+                    entry
+                        .file_name()
+                        .to_string_lossy()
+                        .ends_with(".Dockerfile.j2")
+                })
+            })
+        };
         let mut shared: Vec<PathBuf> = std::fs::read_dir(&templates)
             .map(|entries| {
                 entries
                     .flatten()
                     .map(|entry| entry.path())
-                    .filter(|path| path.is_file())
+                    .filter(|path| path.is_file() || (path.is_dir() && !is_language(path)))
                     .collect()
             })
             .unwrap_or_default();
@@ -712,11 +957,25 @@ impl<'a> Resolver<'a> {
         match crate::spec::parse_workload_manifest(&text, path) {
             Ok(manifest) => {
                 let mut valid = true;
-                if let Err(error) = regex::Regex::new(&manifest.result.value) {
-                    let location = SourceLocation::from_yaml(path, manifest.result.referenced);
+                if let Some(result) = &manifest.result
+                    && let Err(error) = regex::Regex::new(&result.value)
+                {
+                    let location = SourceLocation::from_yaml(path, result.referenced);
                     self.diagnostics.push(Diagnostic::at(
                         location,
                         format!("`result` is not a valid regex: {error}"),
+                    ));
+                    valid = false;
+                }
+                // Templates write it into paths and JSON strings of the Dockerfile.
+                if !is_simple_name(&manifest.binary.value) {
+                    let location = SourceLocation::from_yaml(path, manifest.binary.referenced);
+                    self.diagnostics.push(Diagnostic::at(
+                        location,
+                        format!(
+                            "`binary` `{}` must be a file name of letters, digits, `-`, `_` or `.`",
+                            manifest.binary.value
+                        ),
                     ));
                     valid = false;
                 }
@@ -741,6 +1000,7 @@ impl<'a> Resolver<'a> {
         manifest: &WorkloadManifest,
         workload: &crate::spec::WorkloadSpec,
         language: Option<&crate::spec::LanguageSpec>,
+        setup: &Setup,
     ) -> WorkloadRun {
         // The most specific marker wins: language, then workload entry, then workload.yaml.
         let spec_marker = language
@@ -764,8 +1024,11 @@ impl<'a> Resolver<'a> {
                 .args
                 .clone()
                 .unwrap_or_else(|| manifest.args.clone()),
-            result_pattern: manifest.result.value.clone(),
+            result_pattern: manifest.result.as_ref().map(|result| result.value.clone()),
             marker,
+            workdir: setup.workdir.clone(),
+            data: setup.data.clone(),
+            env: setup.env.clone(),
         }
     }
 
@@ -781,10 +1044,8 @@ impl<'a> Resolver<'a> {
             "language",
             self.tree_hash(&workload_dir.join(language), blame)?,
         );
-        builder.fingerprint(
-            "manifest",
-            self.tree_hash(&workload_dir.join("workload.yaml"), blame)?,
-        );
+        // workload.yaml is not in the build context: what of it a build
+        // sees reaches it through the template's inputs.
         let data = workload_dir.join("data");
         if data.is_dir() {
             builder.fingerprint("data", self.tree_hash(&data, blame)?);
@@ -856,6 +1117,32 @@ impl<'a> Resolver<'a> {
             }
         }
         (merged, used_bases)
+    }
+
+    /// Every template variable the spec sets, once, wherever it is set.
+    fn check_vars(&mut self) {
+        let spec = self.spec;
+        let mut layers: Vec<&VarMap> = vec![&spec.vars];
+        if let Some(variants) = &spec.variants {
+            layers.extend(
+                variants
+                    .value
+                    .values()
+                    .flatten()
+                    .map(|variant| &variant.vars),
+            );
+        }
+        for settings in spec.languages.values().flatten() {
+            layers.push(&settings.vars);
+            layers.extend(settings.variants.values().map(|variant| &variant.vars));
+        }
+        for layer in layers {
+            for (name, value) in layer {
+                if let Err(message) = inputs::var_value(&name.value, &value.value) {
+                    self.error(value, message);
+                }
+            }
+        }
     }
 
     /// Settings under `languages:` that no workload uses are almost always typos.
@@ -1062,9 +1349,12 @@ impl<'a> Resolver<'a> {
                 .as_ref()
                 .map_or("wasmtime", |r| r.value.as_str());
 
-            // Every target this block covers must have a host that can run it.
+            // Every target of an image this block selects must have a host that can run it.
             for (target, target_at) in targets {
-                if !allows(target_filter.as_ref(), &target.slug()) {
+                if !selected_images
+                    .iter()
+                    .any(|&index| images[index].target == *target)
+                {
                     continue;
                 }
                 let can_run = run_hosts.iter().any(|(host, _)| {
@@ -1169,6 +1459,60 @@ static DEFAULT_VARIANT: std::sync::LazyLock<Located<String>> = std::sync::LazyLo
         serde_saphyr::Location::UNKNOWN,
     )
 });
+
+/// Keeps the images some cell runs, and every image of a workload that no
+/// cell runs (built for the images table alone); renumbers the cells' images.
+fn needed_images(
+    images: Vec<Image>,
+    mut cells: Vec<Cell>,
+) -> (Vec<Image>, Vec<Cell>, Vec<WorkloadImages>) {
+    let mut runs = vec![false; images.len()];
+    for cell in &cells {
+        runs[cell.image] = true;
+    }
+    let measured: HashSet<&str> = cells
+        .iter()
+        .map(|cell| images[cell.image].workload.as_str())
+        .collect();
+    let mut summaries: Vec<WorkloadImages> = Vec::new();
+    let mut keep = vec![false; images.len()];
+    for (index, image) in images.iter().enumerate() {
+        let position = summaries
+            .iter()
+            .position(|summary| summary.workload == image.workload)
+            .unwrap_or_else(|| {
+                summaries.push(WorkloadImages {
+                    workload: image.workload.clone(),
+                    run: 0,
+                    unrun: 0,
+                    not_planned: Vec::new(),
+                });
+                summaries.len() - 1
+            });
+        let summary = &mut summaries[position];
+        if runs[index] {
+            summary.run += 1;
+            keep[index] = true;
+        } else if !measured.contains(image.workload.as_str()) {
+            summary.unrun += 1;
+            keep[index] = true;
+        } else {
+            summary.not_planned.push(image.path());
+        }
+    }
+    let mut new_index = vec![usize::MAX; images.len()];
+    let mut kept = Vec::with_capacity(images.len());
+    for (index, image) in images.into_iter().enumerate() {
+        if keep[index] {
+            new_index[index] = kept.len();
+            kept.push(image);
+        }
+    }
+    for cell in &mut cells {
+        cell.image = new_index[cell.image];
+    }
+    (kept, cells, summaries)
+}
 
 fn allows(filter: Option<&HashSet<String>>, value: &str) -> bool {
     filter.is_none_or(|allowed| allowed.contains(value))

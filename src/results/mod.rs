@@ -179,7 +179,7 @@ impl ResultsWriter {
         if !collected.runs.is_empty() {
             write_table(
                 &self.dir.join("results.parquet"),
-                result_columns(&self.plan, &collected.runs),
+                result_columns(&self.plan, &collected.runs, &collected.hosts),
             )?;
             let runs: Vec<(usize, RunRecord)> = collected.runs.into_iter().collect();
             write_summary(&self.plan, &runs, &self.dir.join("summary.parquet"))?;
@@ -187,12 +187,13 @@ impl ResultsWriter {
         Ok(())
     }
 
-    /// Whether a table is missing although the journal has rows for it.
+    /// Whether a table that would have rows does not exist.
     fn tables_missing(&self) -> bool {
-        ["images", "hosts", "results", "summary"]
-            .iter()
-            .any(|table| !self.dir.join(format!("{table}.parquet")).exists())
-            && !self.journal.is_empty()
+        let collected = self.collect();
+        let missing = |table: &str| !self.dir.join(format!("{table}.parquet")).exists();
+        (!collected.images.is_empty() && missing("images"))
+            || (!collected.hosts.is_empty() && missing("hosts"))
+            || (!collected.runs.is_empty() && (missing("results") || missing("summary")))
     }
 }
 
@@ -316,6 +317,31 @@ fn host_columns(hosts: &BTreeMap<usize, HostFacts>) -> Vec<(&'static str, bool, 
             false,
             Column::Text(facts.iter().map(|f| Some(f.shims.join(","))).collect()),
         ),
+        (
+            "shim_versions",
+            false,
+            Column::Text(
+                facts
+                    .iter()
+                    .map(|f| Some(f.shim_versions.join(",")))
+                    .collect(),
+            ),
+        ),
+        (
+            "agent_target",
+            false,
+            text(facts.iter().map(|f| &f.agent_target)),
+        ),
+        (
+            "emulated",
+            false,
+            Column::Flag(facts.iter().map(|f| Some(f.emulated)).collect()),
+        ),
+        (
+            "emulated_cpu",
+            true,
+            Column::Text(facts.iter().map(|f| f.emulated_cpu.clone()).collect()),
+        ),
     ]
 }
 
@@ -323,6 +349,7 @@ fn host_columns(hosts: &BTreeMap<usize, HostFacts>) -> Vec<(&'static str, bool, 
 fn result_columns(
     plan: &Plan,
     runs: &BTreeMap<usize, RunRecord>,
+    hosts: &BTreeMap<usize, HostFacts>,
 ) -> Vec<(&'static str, bool, Column)> {
     let experiment = &plan.experiment;
     let rows: Vec<(&crate::plan::RunSubject, &RunRecord)> = runs
@@ -388,6 +415,22 @@ fn result_columns(
             "runtime",
             false,
             text(rows.iter().map(|(run, _)| &cell(run).runtime)),
+        ),
+        (
+            // So engine versions can be compared like any other dimension.
+            "engine_version",
+            true,
+            Column::Text(
+                rows.iter()
+                    .map(|(run, _)| {
+                        let facts = hosts.get(&cell(run).host)?;
+                        match cell(run).engine {
+                            crate::spec::Engine::Docker => facts.docker_version.clone(),
+                            crate::spec::Engine::Containerd => facts.containerd_version.clone(),
+                        }
+                    })
+                    .collect(),
+            ),
         ),
         (
             "scenario",
@@ -461,6 +504,11 @@ fn result_columns(
             "error",
             true,
             Column::Text(rows.iter().map(|(_, r)| r.error.clone()).collect()),
+        ),
+        (
+            "stderr_tail",
+            true,
+            Column::Text(rows.iter().map(|(_, r)| r.stderr_tail.clone()).collect()),
         ),
     ]
 }

@@ -282,3 +282,50 @@ pub async fn fresh_pull_is_not_shortened_by_a_sharing_image(
     );
     engine.remove_image(&first).await.expect("remove");
 }
+
+/// The lab as recorded now. `lab()` keeps what it read first; after a lab
+/// daemon was stopped and `pipeline lab up` ran again, processes (and so the
+/// host sockets seen through their anchors) have new ids.
+pub fn current_state() -> LabState {
+    lab();
+    LabState::load(&layout()).expect("the lab recorded its state")
+}
+
+/// `pipeline lab up` again, which starts whatever part of the lab is down.
+pub fn up_again() -> Result<LabState, String> {
+    let output = Command::new(env!("CARGO_BIN_EXE_pipeline"))
+        .args(["lab", "up"])
+        .current_dir(repository())
+        .output()
+        .map_err(|error| format!("pipeline lab up does not run: {error}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "pipeline lab up failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    LabState::load(&layout()).ok_or_else(|| "the lab recorded no state".to_string())
+}
+
+fn current_host_root(name: &str) -> String {
+    let state = current_state();
+    let host = state
+        .hosts
+        .iter()
+        .find(|h| h.host.name == name)
+        .expect("lab host");
+    format!("/proc/{}/root", host.anchor)
+}
+
+/// A lab host's Docker socket per the current state.
+pub fn current_docker_socket(host: &str) -> String {
+    format!("{}/run/docker.sock", current_host_root(host))
+}
+
+/// A lab host's containerd socket per the current state.
+pub fn current_containerd_socket(host: &str) -> PathBuf {
+    PathBuf::from(format!(
+        "{}/run/containerd/containerd.sock",
+        current_host_root(host)
+    ))
+}

@@ -38,6 +38,7 @@ pub async fn run(
             .iter()
             .map(|engine| super::engine_address(plan, host, *engine))
             .collect(),
+        qemu_cpu: settings.qemu_cpu.clone(),
     };
     let facts = match context.hosts.call(host, request, &job.cancel).await {
         Ok(AgentResponse::Facts(facts)) => facts,

@@ -24,8 +24,17 @@ pub async fn run(
         scenario: cell.scenario,
         name: format!("pipeline-{}", stage.fingerprint.short()),
         args: Some(image.run.args.clone()),
-        timeout_s: stage.limit.timeout.map_or(300, |timeout| timeout.as_secs()),
+        // Rounded up: the agent must never get less time than the stage.
+        timeout_s: stage.limit.timeout.map_or(300, |timeout| {
+            u64::try_from(timeout.as_millis().div_ceil(1000)).unwrap_or(u64::MAX)
+        }),
         cgroup_parent: experiment.hosts[cell.host].cgroup_parent.clone(),
+        // qemu reads it from the environment of the program it emulates.
+        env: experiment.hosts[cell.host]
+            .qemu_cpu
+            .iter()
+            .map(|cpu| format!("QEMU_CPU={cpu}"))
+            .collect(),
         marker: image.run.marker.pattern.clone(),
         marker_unit: image.run.marker.unit,
         result: image.run.result_pattern.clone(),
@@ -39,6 +48,9 @@ pub async fn run(
         "pull {:?} ms ({:?} bytes), to main {:?} ms, run {:?} ms, exit {:?}",
         record.pull_ms, record.pulled_bytes, record.to_main_ms, record.run_ms, record.exit_code
     ));
+    if let Some(tail) = &record.stderr_tail {
+        job.log.line(format!("stderr (last line): {tail}"));
+    }
     if record.ok {
         Ok(StageOutput::Run(record))
     } else {
