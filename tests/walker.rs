@@ -581,3 +581,35 @@ async fn hosts_on_one_machine_measure_one_at_a_time() {
         );
     }
 }
+
+#[tokio::test]
+async fn an_interrupt_ends_a_backoff_at_once() {
+    let project = Project::new();
+    let spec = SPEC.replace("  build: 1\n", "  build: 3\n");
+    let plan = plan(&project, &spec);
+    let worker = Arc::new(RecordingWorker::failing(
+        "build/hello/alpha/optimized/wasm",
+        u32::MAX,
+    ));
+    let mut events = Collected::default();
+    let started = std::time::Instant::now();
+    let summary = Walker::new(Arc::clone(&plan), worker, JournalState::default())
+        .backoff(pipeline::exec::Backoff {
+            first: Duration::from_secs(20),
+            max: Duration::from_secs(20),
+        })
+        .sink(&mut events)
+        .run(tokio::time::sleep(Duration::from_millis(500)))
+        .await
+        .unwrap();
+    assert!(summary.interrupted);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the walk waited out a 10-20 s backoff: {:?}",
+        started.elapsed()
+    );
+    assert!(events.0.iter().any(|event| {
+        event.stage.as_str() == "build/hello/alpha/optimized/wasm"
+            && matches!(event.body, EventBody::Cancelled)
+    }));
+}

@@ -506,8 +506,13 @@ impl<'s> Walker<'s> {
                                 delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
                             }))?;
                             node_states[node.index()] = NodeState::BackingOff;
+                            // An interrupt ends the wait at once.
+                            let interrupted = root_cancel.clone();
                             tasks.spawn(async move {
-                                tokio::time::sleep(delay).await;
+                                tokio::select! {
+                                    () = tokio::time::sleep(delay) => {}
+                                    () = interrupted.cancelled() => {}
+                                }
                                 TaskReport::RetryDue(node)
                             });
                         }
