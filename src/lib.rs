@@ -15,6 +15,7 @@ pub mod exec;
 pub mod inventory;
 pub mod journal;
 pub mod lab;
+pub mod limits;
 pub mod plan;
 pub(crate) mod platform;
 pub mod progress;

@@ -712,7 +712,7 @@ impl Failure {
             let source = diagnostic
                 .location
                 .as_ref()
-                .and_then(|location| std::fs::read_to_string(&location.path).ok());
+                .and_then(|location| pipeline::limits::read_regular_file(&location.path).ok());
             out.push_str(&style.paint(&diagnostic.render(source.as_deref())));
         }
         if diagnostics.len() > 1 {

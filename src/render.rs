@@ -26,6 +26,27 @@ pub enum RenderError {
 /// versions read from a base image; empty when not known yet.
 pub type Toolchain = BTreeMap<String, String>;
 
+/// minijinja's `path_loader`, reading only regular files of bounded size, so
+/// an include linked to a FIFO or a device cannot hang or exhaust the render.
+fn load_template(templates: &Path, name: &str) -> Result<Option<String>, minijinja::Error> {
+    let mut path = templates.to_path_buf();
+    for segment in name.split('/') {
+        // As path_loader's `safe_join`: a name cannot leave the templates folder.
+        if segment.starts_with('.') || segment.contains('\\') {
+            return Ok(None);
+        }
+        path.push(segment);
+    }
+    match crate::limits::read_regular_file(&path) {
+        Ok(text) => Ok(Some(text)),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(error) => Err(minijinja::Error::new(
+            minijinja::ErrorKind::InvalidOperation,
+            format!("cannot read template {name}: {error}"),
+        )),
+    }
+}
+
 /// Renders the Dockerfile of one image. Templates live under
 /// `<project>/templates/`, so a language template can include shared files.
 pub fn render_dockerfile(
@@ -40,7 +61,7 @@ pub fn render_dockerfile(
     // A typo in a variable name must fail the render, not print an empty string.
     environment.set_undefined_behavior(UndefinedBehavior::Strict);
     environment.set_keep_trailing_newline(true);
-    environment.set_loader(minijinja::path_loader(&templates));
+    environment.set_loader(move |name: &str| load_template(&templates, name));
     environment.add_filter("dockerfile_quote", dockerfile_quote);
     let name = image
         .template

@@ -18,6 +18,9 @@ pub struct TreeEntry {
 
 /// Every entry below `root` that [`is_skipped`] keeps, parents before
 /// children, in sorted order. Symbolic links are listed, not followed.
+///
+/// A FIFO, socket or device is an error naming it: reading one would block
+/// or never end, and a build context cannot carry it.
 pub fn entries(root: &Path) -> std::io::Result<Vec<TreeEntry>> {
     let mut found = Vec::new();
     walk(root, Path::new(""), &mut found)?;
@@ -36,7 +39,16 @@ fn walk(root: &Path, relative: &Path, found: &mut Vec<TreeEntry>) -> std::io::Re
             continue;
         }
         let path = relative.join(&name);
-        let is_dir = child.file_type()?.is_dir();
+        let file_type = child.file_type()?;
+        let is_dir = file_type.is_dir();
+        if !is_dir && !file_type.is_symlink() {
+            crate::limits::check_regular(file_type).map_err(|error| {
+                std::io::Error::new(
+                    error.kind(),
+                    format!("{}: {error}", root.join(&path).display()),
+                )
+            })?;
+        }
         found.push(TreeEntry {
             relative: path.clone(),
             is_dir,

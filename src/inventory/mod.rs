@@ -76,8 +76,10 @@
 //! - The implicit `localhost` is not created; `resolve` takes a group or host
 //!   name, not Ansible's pattern language.
 //! - Nesting deeper than 255 levels is rejected (granit-parser's limit), and
-//!   so are aliases expanding to more than a million nodes (Ansible expands a
-//!   "billion laughs" file until memory runs out).
+//!   so are aliases expanding to more than a million nodes or 64 MiB of text
+//!   (Ansible expands a "billion laughs" file until memory runs out), host
+//!   patterns expanding to more than 10,000 hosts, files over 16 MiB and files
+//!   that are not regular files (see `crate::limits`).
 
 mod error;
 mod host;
@@ -87,7 +89,6 @@ mod python;
 mod vars_files;
 mod yaml;
 
-use std::fs;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
@@ -153,10 +154,11 @@ impl Inventory {
     /// Reads an inventory file and the `group_vars/` and `host_vars/`
     /// directories beside it.
     pub fn load(path: &Path) -> Result<Inventory, InventoryError> {
-        let source = fs::read_to_string(path).map_err(|source| InventoryError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let source =
+            crate::limits::read_regular_file(path).map_err(|source| InventoryError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
         let directory = match path.parent() {
             Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
             _ => PathBuf::from("."),

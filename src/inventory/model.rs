@@ -11,6 +11,7 @@ use super::error::{InventoryError, InventoryWarning};
 use super::pattern;
 use super::python;
 use super::yaml::{Data, Node};
+use crate::limits::MAX_INVENTORY_HOSTS;
 
 pub(crate) const ALL: usize = 0;
 pub(crate) const UNGROUPED: usize = 1;
@@ -451,6 +452,18 @@ impl<'a> Builder<'a> {
         };
         for name in names {
             let host = self.add_host(&name, split.port, key)?;
+            // Each pattern is bounded, but a file may hold many of them.
+            if self.graph.hosts.len() > MAX_INVENTORY_HOSTS {
+                return Err(InventoryError::HostPattern {
+                    path: self.path.to_path_buf(),
+                    line: key.line,
+                    column: key.column,
+                    pattern: host_key.to_string(),
+                    message: format!(
+                        "the inventory has more than {MAX_INVENTORY_HOSTS} hosts, the limit"
+                    ),
+                });
+            }
             self.add_host_to_group(group, host);
             for (var_name, value) in &entries {
                 self.set_host_variable(&name, var_name, value)?;
@@ -488,7 +501,9 @@ impl<'a> Builder<'a> {
     }
 
     fn add_host_to_group(&mut self, group: usize, host: usize) {
-        if !self.graph.groups[group].hosts.contains(&host) {
+        // The host's few groups, not the group's many hosts: the two lists
+        // always change together, and this keeps large ranges linear.
+        if !self.graph.hosts[host].groups.contains(&group) {
             self.graph.groups[group].hosts.push(host);
             self.graph.hosts[host].groups.push(group);
         }
@@ -574,7 +589,7 @@ impl<'a> Builder<'a> {
                 .iter()
                 .any(|&group| group != ALL && group != UNGROUPED);
             if groups.contains(&UNGROUPED) {
-                if elsewhere && self.graph.groups[UNGROUPED].hosts.contains(&host) {
+                if elsewhere && self.graph.hosts[host].groups.contains(&UNGROUPED) {
                     self.graph.groups[UNGROUPED]
                         .hosts
                         .retain(|&member| member != host);

@@ -7,6 +7,11 @@
 //! left in the name then starts a range, expanded left to right.
 
 use super::python;
+use crate::limits::MAX_HOSTS_PER_PATTERN;
+
+fn too_many_hosts() -> String {
+    format!("expands to more than {MAX_HOSTS_PER_PATTERN} hosts, the limit")
+}
 
 /// A host key split into its address pattern and optional port.
 #[derive(Debug, PartialEq, Eq)]
@@ -321,6 +326,11 @@ pub(crate) fn expand_ranges(pattern: &str) -> Result<Vec<String>, String> {
         } else {
             hosts.push(name);
         }
+        // Nested ranges multiply; stop once the product passes the limit,
+        // having held at most one range's worth more than it.
+        if hosts.len() > MAX_HOSTS_PER_PATTERN {
+            return Err(too_many_hosts());
+        }
     }
     Ok(hosts)
 }
@@ -364,10 +374,8 @@ fn numeric_range(first: i128, end_exclusive: i128, step: i128) -> Result<Vec<i12
     } else {
         (first - end_exclusive - step - 1).div_euclid(-step)
     };
-    if count > 100_000 {
-        return Err(format!(
-            "host range expands to {count} hosts, more than 100000"
-        ));
+    if count > MAX_HOSTS_PER_PATTERN as i128 {
+        return Err(too_many_hosts());
     }
     let mut numbers = Vec::new();
     let mut current = first;
@@ -435,6 +443,13 @@ mod tests {
         );
         assert!(expand_ranges("t[1:2").is_err());
         assert!(expand_ranges("t[a:c:0]").unwrap_err().contains("`a`"));
+        assert!(
+            expand_ranges("h[0:9999][0:9999]")
+                .unwrap_err()
+                .contains("more than 10000 hosts"),
+            "nested ranges multiply"
+        );
+        assert_eq!(expand("h[1:10000]").len(), 10_000);
     }
 
     #[test]

@@ -93,10 +93,11 @@ impl VarsFiles {
             return Ok(vars);
         }
         for file in find_vars_files(&directory, name)? {
-            let source = fs::read_to_string(&file).map_err(|source| InventoryError::Io {
-                path: file.clone(),
-                source,
-            })?;
+            let source =
+                crate::limits::read_regular_file(&file).map_err(|source| InventoryError::Io {
+                    path: file.clone(),
+                    source,
+                })?;
             let document = yaml::load(&source, &file)?;
             self.warnings.extend(document.warnings);
             let Some(root) = document.root else { continue };

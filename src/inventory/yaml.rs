@@ -16,6 +16,7 @@ use serde_saphyr::granit_parser::{Event, Options, Parser, ScalarStyle, Span, Tag
 
 use super::error::{InventoryError, InventoryWarning};
 use super::python;
+use crate::limits::MAX_ALIAS_BYTES;
 
 /// Expanding aliases copies nodes; this caps the total so a "billion laughs"
 /// document fails instead of exhausting memory.
@@ -177,6 +178,7 @@ pub(crate) fn load(source: &str, path: &Path) -> Result<Document, InventoryError
         json_mode,
         anchors: HashMap::new(),
         alias_budget: ALIAS_NODE_BUDGET,
+        alias_byte_budget: MAX_ALIAS_BYTES,
         warnings: Vec::new(),
     };
     let root = composer.document()?;
@@ -186,15 +188,24 @@ pub(crate) fn load(source: &str, path: &Path) -> Result<Document, InventoryError
     })
 }
 
+/// An anchored node with its size, measured once when it is anchored.
+struct Anchored {
+    node: Node,
+    nodes: usize,
+    bytes: usize,
+}
+
 type EventResult<'input> = Result<(Event<'input>, Span), serde_saphyr::granit_parser::ScanError>;
 
 struct Composer<'input, 'path> {
     events: Box<dyn Iterator<Item = EventResult<'input>> + 'input>,
     path: &'path Path,
     json_mode: bool,
-    /// Anchor id -> (node, number of nodes in it).
-    anchors: HashMap<usize, (Node, usize)>,
+    /// Anchor id -> the node, the number of nodes in it and its string bytes.
+    anchors: HashMap<usize, Anchored>,
     alias_budget: usize,
+    /// Few nodes can hold many bytes (one long string aliased many times).
+    alias_byte_budget: usize,
     warnings: Vec<InventoryWarning>,
 }
 
@@ -340,23 +351,34 @@ impl<'input> Composer<'input, '_> {
         let (line, column) = span_position(&span);
         match event {
             Event::Alias(anchor) => {
-                let Some((node, size)) = self.anchors.get(&anchor) else {
+                let Some(anchored) = self.anchors.get(&anchor) else {
                     return Err(self.yaml_error(
                         line,
                         column,
                         "alias refers to an anchor that is not complete (recursive alias)",
                     ));
                 };
-                if *size > self.alias_budget {
+                if anchored.nodes > self.alias_budget {
                     return Err(self.yaml_error(
                         line,
                         column,
                         format!("aliases expand to more than {ALIAS_NODE_BUDGET} nodes"),
                     ));
                 }
-                self.alias_budget -= *size;
+                if anchored.bytes > self.alias_byte_budget {
+                    return Err(self.yaml_error(
+                        line,
+                        column,
+                        format!(
+                            "aliases expand to more than {} MiB of text, the limit",
+                            MAX_ALIAS_BYTES / (1024 * 1024)
+                        ),
+                    ));
+                }
+                self.alias_budget -= anchored.nodes;
+                self.alias_byte_budget -= anchored.bytes;
                 Ok(Composed {
-                    node: node.clone(),
+                    node: anchored.node.clone(),
                     is_merge_key: false,
                 })
             }
@@ -397,8 +419,12 @@ impl<'input> Composer<'input, '_> {
 
     fn remember(&mut self, anchor: usize, node: &Node) {
         if anchor != 0 {
-            self.anchors
-                .insert(anchor, (node.clone(), count_nodes(node)));
+            let anchored = Anchored {
+                node: node.clone(),
+                nodes: count_nodes(node),
+                bytes: count_bytes(node),
+            };
+            self.anchors.insert(anchor, anchored);
         }
     }
 
@@ -714,6 +740,24 @@ fn count_nodes(node: &Node) -> usize {
             .map(|(key, value)| count_nodes(key) + count_nodes(value))
             .sum(),
         _ => 0,
+    }
+}
+
+/// String bytes in a node and its children, saturating: what copying it costs
+/// beyond the nodes themselves.
+fn count_bytes(node: &Node) -> usize {
+    match &node.data {
+        Data::Str(text) | Data::Unsafe(text) | Data::Vault(text) | Data::Timestamp(text) => {
+            text.len()
+        }
+        Data::Seq(items) => items
+            .iter()
+            .fold(0, |sum: usize, item| sum.saturating_add(count_bytes(item))),
+        Data::Map(entries) => entries.iter().fold(0, |sum: usize, (key, value)| {
+            sum.saturating_add(count_bytes(key))
+                .saturating_add(count_bytes(value))
+        }),
+        Data::Null | Data::Bool(_) | Data::Int(_) | Data::Float(_) => 0,
     }
 }
 

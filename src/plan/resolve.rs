@@ -16,6 +16,7 @@ use super::model::{
 use super::target::Target;
 use crate::diagnostic::{Diagnostic, Diagnostics, SourceLocation};
 use crate::inventory::{Connection, HostDirectory, HostSettings};
+use crate::limits::{MAX_CELLS, MAX_REPETITIONS, MAX_RETRIES, MAX_STAGES, MAX_TIMEOUT, MAX_WARMUP};
 use crate::spec::{
     ExperimentSpec, Located, MarkerSpec, PerStageKind, RunOrder, Scenario, TimeUnit, VarMap,
     WorkloadManifest,
@@ -124,6 +125,20 @@ impl<'a> Resolver<'a> {
             );
         }
         let (images, cells, workload_images) = needed_images(images, cells);
+        let stages = stage_count(bases.len(), &images, hosts.len(), &cells, &measure);
+        // Too many cells is already reported, and is the cause.
+        if stages > MAX_STAGES && self.diagnostics.is_empty() {
+            let runs = u64::from(measure.repetitions) + u64::from(measure.warmup);
+            let message = format!(
+                "the plan has more than {MAX_STAGES} stages, the limit: {} cells × {runs} runs each",
+                cells.len()
+            );
+            match &spec.measure.repetitions {
+                Some(repetitions) => self.error(repetitions, message),
+                None => self.error(&spec.runs, message),
+            }
+            return None;
+        }
         let registry = registry?;
         let images = images
             .into_iter()
@@ -237,8 +252,32 @@ impl<'a> Resolver<'a> {
                 self.error(located, "`repetitions` must be at least 1");
                 1
             }
+            Some(located) if located.value > MAX_REPETITIONS => {
+                self.error(
+                    located,
+                    format!(
+                        "`repetitions` is {}, more than the limit of {MAX_REPETITIONS}",
+                        located.value
+                    ),
+                );
+                1
+            }
             Some(located) => located.value,
             None => 1,
+        };
+        let warmup = match &measure.warmup {
+            Some(located) if located.value > MAX_WARMUP => {
+                self.error(
+                    located,
+                    format!(
+                        "`warmup` is {}, more than the limit of {MAX_WARMUP}",
+                        located.value
+                    ),
+                );
+                0
+            }
+            Some(located) => located.value,
+            None => 0,
         };
         let seed = measure.seed.unwrap_or_else(|| {
             // A recorded default: the same experiment always shuffles the same way.
@@ -251,7 +290,7 @@ impl<'a> Resolver<'a> {
         });
         Measure {
             repetitions,
-            warmup: measure.warmup.unwrap_or(0),
+            warmup,
             order: measure.order.unwrap_or(RunOrder::Interleaved),
             seed,
         }
@@ -262,11 +301,22 @@ impl<'a> Resolver<'a> {
         for kind in StageKind::ALL {
             let timeout = match per_kind(&self.spec.timeouts, kind) {
                 Some(text) => match humantime::parse_duration(text.value.trim()) {
-                    Ok(duration) if !duration.is_zero() => Some(duration),
-                    Ok(_) => {
+                    Ok(duration) if duration.is_zero() => {
                         self.error(text, "a timeout must be longer than zero");
                         None
                     }
+                    Ok(duration) if duration > MAX_TIMEOUT => {
+                        self.error(
+                            text,
+                            format!(
+                                "timeout `{}` is longer than the limit of {}h",
+                                text.value,
+                                MAX_TIMEOUT.as_secs() / 3600
+                            ),
+                        );
+                        None
+                    }
+                    Ok(duration) => Some(duration),
                     Err(error) => {
                         self.error_with_help(
                             text,
@@ -278,8 +328,20 @@ impl<'a> Resolver<'a> {
                 },
                 None => kind.default_timeout(),
             };
-            let retries =
-                per_kind(&self.spec.retries, kind).map_or(kind.default_retries(), |n| n.value);
+            let retries = match per_kind(&self.spec.retries, kind) {
+                Some(count) if count.value > MAX_RETRIES => {
+                    self.error(
+                        count,
+                        format!(
+                            "{} retries is more than the limit of {MAX_RETRIES}",
+                            count.value
+                        ),
+                    );
+                    kind.default_retries()
+                }
+                Some(count) => count.value,
+                None => kind.default_retries(),
+            };
             limits.0[kind.index()] = StageLimit { timeout, retries };
         }
         limits
@@ -947,7 +1009,7 @@ impl<'a> Resolver<'a> {
     }
 
     fn manifest(&mut self, path: &Path, blame: &Located<String>) -> Option<WorkloadManifest> {
-        let text = match std::fs::read_to_string(path) {
+        let text = match crate::limits::read_regular_file(path) {
             Ok(text) => text,
             Err(error) => {
                 self.error(blame, format!("failed to read {}: {error}", path.display()));
@@ -1062,7 +1124,7 @@ impl<'a> Resolver<'a> {
         if !path.is_file() {
             return Map::new();
         }
-        let text = match std::fs::read_to_string(&path) {
+        let text = match crate::limits::read_regular_file(&path) {
             Ok(text) => text,
             Err(error) => {
                 self.error(blame, format!("failed to read {}: {error}", path.display()));
@@ -1254,6 +1316,8 @@ impl<'a> Resolver<'a> {
                 );
             }
             let mut run_hosts: Vec<(usize, &Located<String>)> = Vec::new();
+            // A set, not a scan of `run_hosts`: a block may select many thousands of hosts.
+            let mut run_host_seen: HashSet<usize> = HashSet::new();
             for pattern in &run.hosts.value {
                 let Some(names) = directory.expand(&pattern.value) else {
                     self.error_with_help(
@@ -1289,7 +1353,7 @@ impl<'a> Resolver<'a> {
                             }
                         }
                     };
-                    if !run_hosts.iter().any(|(known, _)| *known == index) {
+                    if run_host_seen.insert(index) {
                         run_hosts.push((index, pattern));
                     }
                 }
@@ -1417,6 +1481,14 @@ impl<'a> Resolver<'a> {
                             if seen_cells.insert((image_index, *host, engine.value, *scenario)) {
                                 cells.push(cell);
                             }
+                            // Stop before the cells themselves exhaust memory.
+                            if cells.len() > MAX_CELLS {
+                                self.error(
+                                    &run.hosts,
+                                    format!("the plan has more than {MAX_CELLS} cells, the limit"),
+                                );
+                                return (hosts, cells);
+                            }
                         }
                     }
                 }
@@ -1459,6 +1531,27 @@ static DEFAULT_VARIANT: std::sync::LazyLock<Located<String>> = std::sync::LazyLo
         serde_saphyr::Location::UNKNOWN,
     )
 });
+
+/// How many stages [`super::expand::expand`] makes, computed without making
+/// them; an index per image is the most there can be.
+fn stage_count(
+    bases: usize,
+    images: &[Image],
+    hosts: usize,
+    cells: &[Cell],
+    measure: &Measure,
+) -> usize {
+    let runs_per_cell = measure.repetitions as usize + measure.warmup as usize;
+    let pulls = cells
+        .iter()
+        .filter(|cell| cell.scenario == Scenario::Cached)
+        .count();
+    bases
+        .saturating_add(images.len().saturating_mul(4))
+        .saturating_add(hosts)
+        .saturating_add(pulls)
+        .saturating_add(cells.len().saturating_mul(runs_per_cell))
+}
 
 /// Keeps the images some cell runs, and every image of a workload that no
 /// cell runs (built for the images table alone); renumbers the cells' images.

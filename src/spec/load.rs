@@ -35,7 +35,7 @@ pub fn parse_spec(text: &str, path: &Path) -> Result<ExperimentSpec, Diagnostics
 }
 
 pub(crate) fn read_text(path: &Path) -> Result<String, SpecError> {
-    std::fs::read_to_string(path).map_err(|source| SpecError::Read {
+    crate::limits::read_regular_file(path).map_err(|source| SpecError::Read {
         path: path.to_path_buf(),
         source,
     })

@@ -294,7 +294,7 @@ pub struct MeasureSpec {
     #[serde(default)]
     pub repetitions: Option<Located<u32>>,
     #[serde(default)]
-    pub warmup: Option<u32>,
+    pub warmup: Option<Located<u32>>,
     #[serde(default)]
     pub order: Option<RunOrder>,
     /// Seed for `shuffled`; default derived from the experiment name.
