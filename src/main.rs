@@ -489,6 +489,14 @@ fn lab_layout(
 
 fn run_agent() -> Result<(), Failure> {
     use std::io::BufRead;
+    // sshd hangs up on the agent when the runner's connection goes (a
+    // killed apply's SSH master being ended, say). The end of stdin already
+    // says cancel; dying at once instead would cut a pull off midway and
+    // leave the engine a lease that keeps later fresh pulls from being fresh.
+    // SAFETY: setting a signal's disposition to "ignore" before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGHUP, libc::SIG_IGN);
+    }
     let mut line = String::new();
     std::io::stdin()
         .lock()
