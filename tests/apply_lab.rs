@@ -32,22 +32,11 @@ fn tree() -> &'static Tree {
         let dir = tempfile::tempdir().expect("temporary folder");
         let root = dir.path().to_path_buf();
         for part in ["templates", "workloads"] {
-            copy_dir(&lab::repository().join(part), &root.join(part));
+            lab::copy_dir(&lab::repository().join(part), &root.join(part));
         }
-        copy_dir(&lab::repository().join("tests/fixtures/language-c"), &root);
+        lab::copy_dir(&lab::repository().join("tests/fixtures/language-c"), &root);
         Tree { _dir: dir, root }
     })
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("folder");
-    let status = Command::new("cp")
-        .arg("-a")
-        .arg(format!("{}/.", from.display()))
-        .arg(to)
-        .status()
-        .expect("cp runs");
-    assert!(status.success(), "copying {}", from.display());
 }
 
 fn pipeline(args: &[&str]) -> Output {
@@ -78,30 +67,6 @@ fn pipeline_with(args: &[&str], experiment: &Path, inventory: &Path, out: &Path)
         .expect("pipeline runs")
 }
 
-fn describe(output: &Output) -> String {
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    // The temporary tree goes away with the test: keep failed stages' logs.
-    let mut logs = String::new();
-    for line in stderr.lines() {
-        if let Some(path) = line.trim().strip_prefix("log: ") {
-            let text = std::fs::read_to_string(path).unwrap_or_default();
-            let tail: Vec<&str> = text.lines().rev().take(30).collect();
-            logs.push_str("--- ");
-            logs.push_str(path);
-            logs.push('\n');
-            for line in tail.into_iter().rev() {
-                logs.push_str(line);
-                logs.push('\n');
-            }
-        }
-    }
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{stderr}\n{logs}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout),
-    )
-}
-
 fn out_dir() -> PathBuf {
     tree().root.join("out").join(EXPERIMENT)
 }
@@ -125,7 +90,7 @@ fn checked(output: Output) -> Result<Output, String> {
     if output.status.success() {
         Ok(output)
     } else {
-        Err(describe(&output))
+        Err(lab::describe_output(&output))
     }
 }
 
@@ -148,7 +113,7 @@ fn skopeo_raw(reference: &str) -> Value {
         .arg(format!("docker://{reference}"))
         .output()
         .expect("skopeo runs (scripts/install-deps installs it)");
-    assert!(output.status.success(), "{}", describe(&output));
+    assert!(output.status.success(), "{}", lab::describe_output(&output));
     serde_json::from_slice(&output.stdout).expect("skopeo prints JSON")
 }
 
@@ -161,7 +126,7 @@ fn image_files(reference: &str) -> Vec<(String, Vec<u8>)> {
         .arg(format!("dir:{}", dir.path().display()))
         .output()
         .expect("skopeo runs");
-    assert!(output.status.success(), "{}", describe(&output));
+    assert!(output.status.success(), "{}", lab::describe_output(&output));
     let manifest: Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("manifest.json")).unwrap()).unwrap();
     let mut files = Vec::new();
@@ -325,14 +290,14 @@ fn measures_every_cell_on_two_hosts_via_both_engines_and_resumes() {
 
     // Nothing changed: a second apply reuses every stage and keeps the results.
     let again = pipeline(&["apply"]);
-    assert!(again.status.success(), "{}", describe(&again));
+    assert!(again.status.success(), "{}", lab::describe_output(&again));
     let stderr = String::from_utf8_lossy(&again.stderr);
     assert!(stderr.contains(" 0 done,"), "{stderr}");
     let count = python::query_parquet(&out_dir().join("results.parquet"), "SELECT count(*) FROM t");
     assert_eq!(count[0][0], 32, "{count}");
 
     let status = pipeline(&["status"]);
-    assert!(status.status.success(), "{}", describe(&status));
+    assert!(status.status.success(), "{}", lab::describe_output(&status));
     let text = String::from_utf8_lossy(&status.stdout);
     let run_line = text
         .lines()
@@ -385,7 +350,7 @@ fn a_local_host_is_measured_without_ssh() {
     .unwrap();
     let out = tree.root.join("out-local");
     let output = pipeline_with(&["apply"], &experiment, &inventory, &out);
-    assert!(output.status.success(), "{}", describe(&output));
+    assert!(output.status.success(), "{}", lab::describe_output(&output));
 
     let results = out.join("hello-c-local/results.parquet");
     let rows = python::query_parquet(

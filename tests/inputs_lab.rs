@@ -11,7 +11,7 @@ mod lab;
 #[path = "common/python.rs"]
 mod python;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
@@ -33,24 +33,13 @@ fn tree() -> &'static Tree {
     TREE.get_or_init(|| {
         let dir = tempfile::tempdir().expect("temporary folder");
         let root = dir.path().to_path_buf();
-        copy_dir(
+        lab::copy_dir(
             &lab::repository().join("templates"),
             &root.join("templates"),
         );
-        copy_dir(&lab::repository().join("tests/fixtures/inputs"), &root);
+        lab::copy_dir(&lab::repository().join("tests/fixtures/inputs"), &root);
         Tree { _dir: dir, root }
     })
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("folder");
-    let status = Command::new("cp")
-        .arg("-a")
-        .arg(format!("{}/.", from.display()))
-        .arg(to)
-        .status()
-        .expect("cp runs");
-    assert!(status.success(), "copying {}", from.display());
 }
 
 fn pipeline(args: &[&str]) -> Output {
@@ -68,30 +57,6 @@ fn pipeline(args: &[&str]) -> Output {
         .expect("pipeline runs")
 }
 
-fn describe(output: &Output) -> String {
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    // The temporary tree goes away with the test: keep failed stages' logs.
-    let mut logs = String::new();
-    for line in stderr.lines() {
-        if let Some(path) = line.trim().strip_prefix("log: ") {
-            let text = std::fs::read_to_string(path).unwrap_or_default();
-            let tail: Vec<&str> = text.lines().rev().take(30).collect();
-            logs.push_str("--- ");
-            logs.push_str(path);
-            logs.push('\n');
-            for line in tail.into_iter().rev() {
-                logs.push_str(line);
-                logs.push('\n');
-            }
-        }
-    }
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{stderr}\n{logs}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout),
-    )
-}
-
 fn out_dir() -> PathBuf {
     tree().root.join("out").join(EXPERIMENT)
 }
@@ -105,7 +70,7 @@ fn applied() -> &'static Output {
         if output.status.success() {
             Ok(output)
         } else {
-            Err(describe(&output))
+            Err(lab::describe_output(&output))
         }
     });
     match result {

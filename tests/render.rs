@@ -3,28 +3,14 @@
 //! instruction of its own.
 
 mod common;
+#[path = "common/lab.rs"]
+mod lab;
 
 use std::path::Path;
-use std::process::Command;
 
 use common::Project;
 use pipeline::plan::{Plan, PlanOptions, load_plan};
 use pipeline::render::{Toolchain, render_dockerfile};
-
-fn repository() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("folder");
-    let status = Command::new("cp")
-        .arg("-a")
-        .arg(format!("{}/.", from.display()))
-        .arg(to)
-        .status()
-        .expect("cp runs");
-    assert!(status.success(), "copying {}", from.display());
-}
 
 /// Every Dockerfile of the plan, by render stage id.
 fn dockerfiles(root: &Path, plan: &Plan) -> Vec<(String, String)> {
@@ -63,7 +49,10 @@ const LANGUAGES: [&str; 4] = ["cpp", "rust", "go", "tinygo"];
 /// places one input file, sets two variables and works in `/srv/app`.
 fn project_with_inputs() -> Project {
     let project = Project::new();
-    copy_dir(&repository().join("templates"), &project.path("templates"));
+    lab::copy_dir(
+        &lab::repository().join("templates"),
+        &project.path("templates"),
+    );
     project.write(
         "workloads/reader/workload.yaml",
         "binary: reader\n\
@@ -150,15 +139,15 @@ fn a_workload_without_inputs_keeps_data_at_slash_data() {
 /// program with separate native and wasm sources.
 fn wordcount_tree() -> (tempfile::TempDir, Plan) {
     let dir = tempfile::tempdir().expect("temporary folder");
-    copy_dir(
-        &repository().join("templates"),
+    lab::copy_dir(
+        &lab::repository().join("templates"),
         &dir.path().join("templates"),
     );
-    copy_dir(&repository().join("tests/fixtures/inputs"), dir.path());
+    lab::copy_dir(&lab::repository().join("tests/fixtures/inputs"), dir.path());
     let plan = load_plan(
         &dir.path().join("experiments/wordcount.yaml"),
         &PlanOptions {
-            inventory: Some(repository().join("inventory.yaml")),
+            inventory: Some(lab::repository().join("inventory.yaml")),
         },
     )
     .expect("the fixture plans");

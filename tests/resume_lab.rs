@@ -810,7 +810,7 @@ fn apply_only_one_run_keeps_every_row_of_every_table() {
     let _turn = lab_turn();
     // A copy, so the clean run's own tables stay as they are for other tests.
     let copy = tempfile::tempdir().expect("temporary folder");
-    apply::copy_dir(&clean.experiment.out, copy.path());
+    lab::copy_dir(&clean.experiment.out, copy.path());
     let experiment = Experiment {
         name: clean.experiment.name.clone(),
         spec: clean.experiment.spec.clone(),

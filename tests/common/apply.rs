@@ -58,14 +58,14 @@ impl Tree {
 
     fn fill(root: &Path) {
         for part in ["templates", "workloads"] {
-            copy_dir(&lab::repository().join(part), &root.join(part));
+            lab::copy_dir(&lab::repository().join(part), &root.join(part));
         }
-        copy_dir(&lab::repository().join("tests/fixtures/language-c"), root);
+        lab::copy_dir(&lab::repository().join("tests/fixtures/language-c"), root);
     }
 
     /// Adds `tests/fixtures/<name>/` (its `workloads/`, `templates/`) to the tree.
     pub fn add_fixture(&self, name: &str) {
-        copy_dir(
+        lab::copy_dir(
             &lab::repository().join("tests/fixtures").join(name),
             &self.root,
         );
@@ -101,17 +101,6 @@ impl Tree {
             logs: self.path("apply-logs"),
         }
     }
-}
-
-pub fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("folder");
-    let status = Command::new("cp")
-        .arg("-a")
-        .arg(format!("{}/.", from.display()))
-        .arg(to)
-        .status()
-        .expect("cp runs");
-    assert!(status.success(), "copying {}", from.display());
 }
 
 /// What an experiment builds and measures. Its bases and the C language's
@@ -512,18 +501,7 @@ impl Finished {
     /// Exit status, output, and the end of the log of every stage that
     /// failed (the temporary tree goes away with the test).
     pub fn describe(&self) -> String {
-        let mut logs = String::new();
-        for line in self.stderr.lines().take(400) {
-            if let Some(path) = line.trim().strip_prefix("log: ") {
-                let text = std::fs::read_to_string(path).unwrap_or_default();
-                let tail: Vec<&str> = text.lines().rev().take(15).collect();
-                let _ = writeln!(logs, "--- {path}");
-                for line in tail.into_iter().rev() {
-                    logs.push_str(line);
-                    logs.push('\n');
-                }
-            }
-        }
+        let logs = lab::failed_stage_logs(&self.stderr, 15);
         format!(
             "exit {:?} (signal {:?}) after {:.1} s\nstdout:\n{}\nstderr:\n{}\n{logs}",
             self.code(),

@@ -329,3 +329,48 @@ pub fn current_containerd_socket(host: &str) -> PathBuf {
         current_host_root(host)
     ))
 }
+
+/// Copies a folder's contents into `to`, keeping modes and links.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("folder");
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", from.display()))
+        .arg(to)
+        .status()
+        .expect("cp runs");
+    assert!(status.success(), "copying {}", from.display());
+}
+
+/// The last `lines` lines of the log of every stage an apply's stderr
+/// reports as failed (`log: <path>`): the temporary tree goes away with
+/// the test, so a failure message keeps them.
+pub fn failed_stage_logs(stderr: &str, lines: usize) -> String {
+    let mut logs = String::new();
+    for line in stderr.lines() {
+        if let Some(path) = line.trim().strip_prefix("log: ") {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(lines).collect();
+            logs.push_str("--- ");
+            logs.push_str(path);
+            logs.push('\n');
+            for line in tail.into_iter().rev() {
+                logs.push_str(line);
+                logs.push('\n');
+            }
+        }
+    }
+    logs
+}
+
+/// A finished `pipeline` command for a failure message: exit, output, and
+/// the logs of the stages that failed.
+pub fn describe_output(output: &std::process::Output) -> String {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{stderr}\n{}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        failed_stage_logs(&stderr, 30)
+    )
+}
