@@ -93,6 +93,7 @@ pub enum StageOutput {
         dockerfile: String,
     },
     Image(ImageRecord),
+    Vendored(crate::records::VendorRecord),
     Index {
         image_ref: String,
         digest: String,

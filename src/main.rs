@@ -274,6 +274,7 @@ fn run_apply(args: &cli::ApplyArgs, output: &cli::OutputArgs) -> Result<(), Fail
             builder: std::sync::Arc::new(builder),
             registry: std::sync::Arc::new(pipeline::backend::registry::RegistryClient::new()),
             hosts: std::sync::Arc::new(connector),
+            vendor: std::sync::Arc::new(pipeline::backend::vendor::LocalVendor::default()),
         };
         let worker = std::sync::Arc::new(apply::PipelineWorker::new(
             &plan,

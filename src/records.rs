@@ -19,6 +19,17 @@ pub struct ImageRecord {
     pub toolchain: std::collections::BTreeMap<String, String>,
 }
 
+/// A workload's dependencies, fetched for its offline builds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VendorRecord {
+    /// The cached tree, named by the vendor stage's fingerprint.
+    pub dir: std::path::PathBuf,
+    pub files: u64,
+    pub bytes: u64,
+    /// Found in the cache: no registry was asked.
+    pub reused: bool,
+}
+
 /// What a prepare stage learned about a host.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct HostFacts {
@@ -66,4 +77,41 @@ pub struct RunRecord {
     /// exits 0 after printing an error shows in the tables.
     #[serde(default)]
     pub stderr_tail: Option<String>,
+    /// What the program printed, for the stage log. The runner takes it out
+    /// before the record reaches the journal, so the tables never hold it.
+    #[serde(default, skip_serializing_if = "ProgramOutput::is_empty")]
+    pub output: ProgramOutput,
+}
+
+/// A program's output, each stream cut to its last
+/// [`ProgramOutput::MAX_BYTES`] bytes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProgramOutput {
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl ProgramOutput {
+    /// Enough for any report a benchmark prints, small enough for the wire.
+    pub const MAX_BYTES: usize = 64 * 1024;
+
+    pub fn new(stdout: &str, stderr: &str) -> ProgramOutput {
+        ProgramOutput {
+            stdout: last_bytes(stdout, Self::MAX_BYTES).to_string(),
+            stderr: last_bytes(stderr, Self::MAX_BYTES).to_string(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.stdout.is_empty() && self.stderr.is_empty()
+    }
+}
+
+/// The end of `text`, at most `max` bytes, cut at a character boundary.
+fn last_bytes(text: &str, max: usize) -> &str {
+    let mut start = text.len().saturating_sub(max);
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    &text[start..]
 }

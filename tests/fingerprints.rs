@@ -193,9 +193,9 @@ fn snapshot(project: &Project, spec: &str) -> Snapshot {
                 dockerfiles.insert(experiment.images[*index].path(), text);
                 (vec![image(*index)], None, None, None)
             }
-            StageWork::Build { image: index } | StageWork::Push { image: index } => {
-                (vec![image(*index)], None, None, None)
-            }
+            StageWork::Vendor { image: index }
+            | StageWork::Build { image: index }
+            | StageWork::Push { image: index } => (vec![image(*index)], None, None, None),
             StageWork::Index { images } => {
                 (images.iter().map(|&i| image(i)).collect(), None, None, None)
             }

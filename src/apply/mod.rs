@@ -22,6 +22,16 @@ pub struct ApplyContext {
     pub out_dir: PathBuf,
 }
 
+impl ApplyContext {
+    /// Vendored dependency trees, beside the experiments' output folders.
+    pub fn vendor_cache(&self) -> PathBuf {
+        self.out_dir
+            .parent()
+            .unwrap_or(&self.out_dir)
+            .join(".vendor")
+    }
+}
+
 /// The [`StageWorker`] of an apply: hands each stage to its kind's handler.
 #[derive(Clone)]
 pub struct PipelineWorker {
@@ -49,6 +59,7 @@ impl StageWorker for PipelineWorker {
             let context = context.as_ref();
             match work {
                 StageWork::Base { base } => handlers::base::run(context, &job, base).await,
+                StageWork::Vendor { image } => handlers::vendor::run(context, &job, image).await,
                 StageWork::Render { image } => handlers::render::run(context, &job, image),
                 StageWork::Build { image } => handlers::build::run(context, &job, image).await,
                 StageWork::Push { image } => handlers::push::run(context, &job, image).await,

@@ -70,6 +70,7 @@ pub fn record(
         started_at_ms: Some(run.create_requested_ns / 1_000_000),
         error: (!problems.is_empty()).then(|| problems.join("; ")),
         stderr_tail: last_line(&run.stderr),
+        output: crate::records::ProgramOutput::new(&run.stdout, &run.stderr),
     }
 }
 

@@ -11,6 +11,7 @@ pub mod measure;
 pub mod oci;
 pub mod registry;
 pub mod ssh;
+pub mod vendor;
 
 use std::sync::Arc;
 
@@ -28,6 +29,7 @@ pub struct Backends {
     pub builder: Arc<dyn ImageBuilder>,
     pub registry: Arc<dyn Registry>,
     pub hosts: Arc<dyn HostConnector>,
+    pub vendor: Arc<dyn vendor::DependencyVendor>,
 }
 
 /// Builds images and puts them in the registry.

@@ -51,6 +51,22 @@ pub fn expand(experiment: &Experiment) -> Result<StageGraph, GraphError> {
         base_nodes.insert(&base.name, node);
     }
 
+    // One vendor stage per workload and language; every build from those
+    // sources reads its tree.
+    let mut vendor_nodes: HashMap<(&str, &str), (NodeIndex, Fingerprint)> = HashMap::new();
+    for (index, image) in experiment.images.iter().enumerate() {
+        let Some(vendor) = &image.vendor else {
+            continue;
+        };
+        let group = (image.workload.as_str(), image.language.as_str());
+        if vendor_nodes.contains_key(&group) {
+            continue;
+        }
+        let path = format!("{}/{}", image.workload, image.language);
+        let node = graph.add(stage(&path, vendor.key, StageWork::Vendor { image: index }))?;
+        vendor_nodes.insert(group, (node, vendor.key));
+    }
+
     // render → build → push per image; bases feed the builds that use them.
     let mut push_nodes = Vec::with_capacity(experiment.images.len());
     let mut push_fingerprints = Vec::with_capacity(experiment.images.len());
@@ -79,12 +95,20 @@ pub fn expand(experiment: &Experiment) -> Result<StageGraph, GraphError> {
             }
         }
 
-        let build_fp = FingerprintBuilder::new("build")
+        let vendor = vendor_nodes.get(&(image.workload.as_str(), image.language.as_str()));
+        let mut build_fp = FingerprintBuilder::new("build");
+        build_fp
             .fingerprint("render", render_fp)
-            .fingerprint("sources", image.source_tree)
-            .finish();
+            .fingerprint("sources", image.source_tree);
+        if let Some((_, vendor_fp)) = vendor {
+            build_fp.fingerprint("vendor", *vendor_fp);
+        }
+        let build_fp = build_fp.finish();
         let build = graph.add(stage(&path, build_fp, StageWork::Build { image: index }))?;
         graph.need(build, render);
+        if let Some((vendor_node, _)) = vendor {
+            graph.need(build, *vendor_node);
+        }
         for base in &image.bases {
             if let Some(node) = base_nodes.get(base.as_str()) {
                 graph.need(build, *node);

@@ -17,6 +17,7 @@ use crate::spec::Engine;
 #[serde(rename_all = "kebab-case")]
 pub enum StageKind {
     Base,
+    Vendor,
     Render,
     Build,
     Push,
@@ -28,8 +29,9 @@ pub enum StageKind {
 }
 
 impl StageKind {
-    pub const ALL: [StageKind; 9] = [
+    pub const ALL: [StageKind; 10] = [
         StageKind::Base,
+        StageKind::Vendor,
         StageKind::Render,
         StageKind::Build,
         StageKind::Push,
@@ -47,6 +49,7 @@ impl StageKind {
     pub fn as_str(self) -> &'static str {
         match self {
             StageKind::Base => "base",
+            StageKind::Vendor => "vendor",
             StageKind::Render => "render",
             StageKind::Build => "build",
             StageKind::Push => "push",
@@ -69,6 +72,7 @@ impl StageKind {
         let minutes = match self {
             StageKind::Base => 60,
             StageKind::Build => 30,
+            StageKind::Vendor => 15,
             StageKind::Push | StageKind::Index | StageKind::Pull => 10,
             StageKind::Render | StageKind::Aggregate | StageKind::PrepareHost | StageKind::Run => 5,
         };
@@ -79,6 +83,7 @@ impl StageKind {
     /// since a retried run is a different measurement.
     pub fn default_retries(self) -> u32 {
         match self {
+            StageKind::Vendor => 1,
             StageKind::Push | StageKind::Index | StageKind::Pull | StageKind::PrepareHost => 2,
             _ => 0,
         }
@@ -124,6 +129,11 @@ pub enum StageWork {
     Base {
         base: usize,
     },
+    /// Fetches the dependencies of the sources `image` is built from, shared
+    /// by every image of its workload and language.
+    Vendor {
+        image: usize,
+    },
     Render {
         image: usize,
     },
@@ -152,6 +162,7 @@ impl StageWork {
     pub fn kind(&self) -> StageKind {
         match self {
             StageWork::Base { .. } => StageKind::Base,
+            StageWork::Vendor { .. } => StageKind::Vendor,
             StageWork::Render { .. } => StageKind::Render,
             StageWork::Build { .. } => StageKind::Build,
             StageWork::Push { .. } => StageKind::Push,

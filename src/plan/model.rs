@@ -127,6 +127,24 @@ pub struct Image {
     pub source_tree: Fingerprint,
     /// The workload has a `data/` folder, which the build context carries.
     pub has_data: bool,
+    /// How the sources' dependencies are fetched before the build; `None`
+    /// when the language does not vendor or the sources have no lockfile.
+    pub vendor: Option<VendorSource>,
+}
+
+/// The dependencies of one workload's sources in one language, fetched on
+/// the runner into a tree the offline build reads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VendorSource {
+    /// Program and arguments, from `templates/<language>/vendor.yaml`.
+    pub command: Vec<String>,
+    /// The folder the command leaves in the sources.
+    pub output: String,
+    /// The sources, relative to the project root: `workloads/<name>/<language>`.
+    pub sources: PathBuf,
+    /// Hash of the command, the output folder and the key files' names and
+    /// contents: the vendored tree is cached under it.
+    pub key: Fingerprint,
 }
 
 impl Image {
@@ -166,6 +184,7 @@ impl Image {
                 "binary": self.run.binary,
                 "args": self.run.args,
                 "has_data": self.has_data,
+                "vendored": self.vendor.is_some(),
                 "workdir": self.run.workdir,
                 "data": self.run.data,
                 "env": self.run.env,

@@ -31,6 +31,15 @@ fn stage_details(plan: &Plan, work: &StageWork) -> serde_json::Map<String, Value
             details.insert("base".into(), json!(base.name));
             details.insert("image".into(), json!(base.image_ref));
         }
+        StageWork::Vendor { image } => {
+            let image = &experiment.images[*image];
+            details.insert("workload".into(), json!(image.workload));
+            details.insert("language".into(), json!(image.language));
+            if let Some(vendor) = &image.vendor {
+                details.insert("command".into(), json!(vendor.command));
+                details.insert("sources".into(), json!(vendor.sources));
+            }
+        }
         StageWork::Render { image } | StageWork::Build { image } | StageWork::Push { image } => {
             image_fields(&mut details, *image);
             details.insert("template".into(), json!(experiment.images[*image].template));
@@ -191,6 +200,7 @@ fn images_why(summary: &WorkloadImages) -> String {
 fn kind_color(kind: StageKind) -> &'static str {
     match kind {
         StageKind::Base => "#e0e0e0",
+        StageKind::Vendor => "#fce5cd",
         StageKind::Render => "#fff2cc",
         StageKind::Build => "#ffe0b2",
         StageKind::Push | StageKind::Index => "#d9ead3",

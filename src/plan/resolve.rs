@@ -11,7 +11,7 @@ use super::fingerprint::{Fingerprint, FingerprintBuilder, hash_tree};
 use super::inputs;
 use super::model::{
     BaseImage, Cell, DataCopy, Debootstrap, EnvVar, Experiment, Image, Measure, StageLimit,
-    StageLimits, WorkloadImages, WorkloadRun,
+    StageLimits, VendorSource, WorkloadImages, WorkloadRun,
 };
 use super::target::Target;
 use crate::diagnostic::{Diagnostic, Diagnostics, SourceLocation};
@@ -699,6 +699,11 @@ impl<'a> Resolver<'a> {
                 let Some(source_tree) = source_tree else {
                     continue;
                 };
+                let Some(vendor) =
+                    self.vendor_source(&template_dir, workload_name, language_name, language)
+                else {
+                    continue;
+                };
                 let defaults = self.template_defaults(&template_dir, language);
                 for variant in variants {
                     for &(target, target_at) in &image_targets {
@@ -780,6 +785,7 @@ impl<'a> Resolver<'a> {
                                 .join(workload_name)
                                 .join("data")
                                 .is_dir(),
+                            vendor: vendor.clone(),
                         });
                     }
                 }
@@ -1113,6 +1119,95 @@ impl<'a> Resolver<'a> {
             builder.fingerprint("data", self.tree_hash(&data, blame)?);
         }
         Some(builder.finish())
+    }
+
+    /// The language's `vendor.yaml`, applied to one workload's sources:
+    /// `Some(None)` when the language does not vendor or the sources lack a
+    /// key file, `None` after a diagnostic.
+    fn vendor_source(
+        &mut self,
+        template_dir: &Path,
+        workload: &str,
+        language: &str,
+        blame: &Located<String>,
+    ) -> Option<Option<VendorSource>> {
+        let path = template_dir.join("vendor.yaml");
+        if !path.exists() {
+            return Some(None);
+        }
+        let text = match crate::limits::read_regular_file(&path) {
+            Ok(text) => text,
+            Err(error) => {
+                self.error(blame, format!("failed to read {}: {error}", path.display()));
+                return None;
+            }
+        };
+        let spec = match crate::spec::parse_vendor_spec(&text, &path) {
+            Ok(spec) => spec,
+            Err(diagnostics) => {
+                self.diagnostics.0.extend(diagnostics.0);
+                return None;
+            }
+        };
+        let errors_before = self.diagnostics.0.len();
+        let mut located_error = |at: serde_saphyr::Location, message: String| {
+            self.diagnostics.push(Diagnostic::at(
+                SourceLocation::from_yaml(&path, at),
+                message,
+            ));
+        };
+        if spec.command.value.first().is_none_or(String::is_empty) {
+            located_error(
+                spec.command.referenced,
+                "`command` must name a program, then its arguments".into(),
+            );
+        }
+        if spec.keys.value.is_empty() {
+            located_error(
+                spec.keys.referenced,
+                "`keys` must name at least one file, such as the lockfile".into(),
+            );
+        }
+        // Both are names inside the sources folder, joined to paths on the runner.
+        for name in spec.keys.value.iter().chain([&spec.output.value]) {
+            if !is_simple_name(name) || name.starts_with('.') {
+                located_error(
+                    spec.keys.referenced,
+                    format!(
+                        "`{name}` must be a file name in the sources folder: letters, digits, `-`, `_` or `.`, not starting with `.`"
+                    ),
+                );
+            }
+        }
+        if self.diagnostics.0.len() != errors_before {
+            return None;
+        }
+        let sources = PathBuf::from("workloads").join(workload).join(language);
+        let source_dir = self.sources.project_root.join(&sources);
+        let mut key = FingerprintBuilder::new("vendor");
+        for argument in &spec.command.value {
+            key.str("argument", argument);
+        }
+        key.str("output", &spec.output.value);
+        for name in &spec.keys.value {
+            let file = source_dir.join(name);
+            if !file.exists() {
+                return Some(None);
+            }
+            match crate::limits::read_regular_file(&file) {
+                Ok(contents) => key.str(name, &contents),
+                Err(error) => {
+                    self.error(blame, format!("failed to read {}: {error}", file.display()));
+                    return None;
+                }
+            };
+        }
+        Some(Some(VendorSource {
+            command: spec.command.value,
+            output: spec.output.value,
+            sources,
+            key: key.finish(),
+        }))
     }
 
     fn template_defaults(
@@ -1654,6 +1749,7 @@ fn host_fingerprint(host: &HostSettings) -> Fingerprint {
 fn per_kind<T>(settings: &PerStageKind<T>, kind: StageKind) -> Option<&T> {
     match kind {
         StageKind::Base => settings.base.as_ref(),
+        StageKind::Vendor => settings.vendor.as_ref(),
         StageKind::Render => settings.render.as_ref(),
         StageKind::Build => settings.build.as_ref(),
         StageKind::Push => settings.push.as_ref(),

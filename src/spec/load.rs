@@ -92,3 +92,8 @@ pub fn parse_template_defaults(
     }
     parse_yaml(text, path)
 }
+
+/// `templates/<language>/vendor.yaml`: how the language vendors its dependencies.
+pub fn parse_vendor_spec(text: &str, path: &Path) -> Result<super::VendorSpec, Diagnostics> {
+    parse_yaml(text, path)
+}

@@ -10,7 +10,8 @@ use serde::Deserialize;
 pub use serde_saphyr::Spanned;
 
 pub use load::{
-    SpecError, load_spec, parse_spec, parse_template_defaults, parse_workload_manifest,
+    SpecError, load_spec, parse_spec, parse_template_defaults, parse_vendor_spec,
+    parse_workload_manifest,
 };
 
 /// A value with the place in the file it came from.
@@ -318,6 +319,8 @@ pub struct PerStageKind<T> {
     #[serde(default)]
     pub base: Option<T>,
     #[serde(default)]
+    pub vendor: Option<T>,
+    #[serde(default)]
     pub render: Option<T>,
     #[serde(default)]
     pub build: Option<T>,
@@ -339,6 +342,7 @@ impl<T> Default for PerStageKind<T> {
     fn default() -> Self {
         Self {
             base: None,
+            vendor: None,
             render: None,
             build: None,
             push: None,
@@ -375,4 +379,20 @@ pub struct WorkloadManifest {
     /// Environment variables set in the image.
     #[serde(default)]
     pub env: EnvMap,
+}
+
+/// `templates/<language>/vendor.yaml`: how a language's dependencies are
+/// fetched on the runner, which reaches the package registries, so that its
+/// builds stay offline.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VendorSpec {
+    /// Program and arguments, run in a scratch copy of the workload's sources.
+    pub command: Located<Vec<String>>,
+    /// Files of the sources the vendored tree depends on. A workload that
+    /// lacks any of them (no lockfile: nothing to fetch) is not vendored.
+    pub keys: Located<Vec<String>>,
+    /// The folder the command leaves in the sources; the build context
+    /// carries it as `vendor/`.
+    pub output: Located<String>,
 }

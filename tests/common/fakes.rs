@@ -54,6 +54,8 @@ impl Fakes {
             builder: Arc::clone(&self.builder) as Arc<dyn ImageBuilder>,
             registry: Arc::clone(&self.registry) as Arc<dyn Registry>,
             hosts: Arc::clone(&self.hosts) as Arc<dyn HostConnector>,
+            // Runs on the runner itself, as in a real apply.
+            vendor: Arc::new(pipeline::backend::vendor::LocalVendor::default()),
         }
     }
 

@@ -1,5 +1,5 @@
 //! `build`: the rendered Dockerfile built with the workload's sources (and
-//! its `data/`) as the context.
+//! its `data/` and vendored dependencies) as the context.
 
 use crate::apply::ApplyContext;
 use crate::backend::builder::BuildContext;
@@ -24,6 +24,22 @@ pub async fn run(
     let mut folders = vec![("src".to_string(), workload_dir.join(&image.language))];
     if image.has_data {
         folders.push(("data".to_string(), workload_dir.join("data")));
+    }
+    if image.vendor.is_some() {
+        let Some(StageOutput::Vendored(vendored)) = job.inputs.one(StageKind::Vendor) else {
+            return Err(StageFailure::fatal(
+                "the build has no vendored dependencies",
+            ));
+        };
+        if !vendored.dir.is_dir() {
+            return Err(StageFailure::fatal(format!(
+                "the vendored dependencies {} are gone; run the vendor stage again with --from vendor/{}/{}",
+                vendored.dir.display(),
+                image.workload,
+                image.language
+            )));
+        }
+        folders.push(("vendor".to_string(), vendored.dir.clone()));
     }
     let build_context = BuildContext {
         dockerfile,

@@ -10,6 +10,7 @@ pub mod pull;
 pub mod push;
 pub mod render;
 pub mod run;
+pub mod vendor;
 
 use crate::agent::wire::EngineAddress;
 use crate::backend::builder::BuildError;

@@ -39,7 +39,7 @@ pub async fn run(
         marker_unit: image.run.marker.unit,
         result: image.run.result_pattern.clone(),
     });
-    let record = match context.hosts.call(cell.host, request, &job.cancel).await {
+    let mut record = match context.hosts.call(cell.host, request, &job.cancel).await {
         Ok(AgentResponse::Measured(record)) => record,
         Ok(other) => return Err(super::unexpected("measure", &other)),
         Err(error) => return Err(super::host_failure(&error)),
@@ -48,6 +48,13 @@ pub async fn run(
         "pull {:?} ms ({:?} bytes), to main {:?} ms, run {:?} ms, exit {:?}",
         record.pull_ms, record.pulled_bytes, record.to_main_ms, record.run_ms, record.exit_code
     ));
+    // The whole output goes to the stage log, and only there.
+    let output = std::mem::take(&mut record.output);
+    for (stream, text) in [("stdout", &output.stdout), ("stderr", &output.stderr)] {
+        for line in text.lines() {
+            job.log.line(format!("{stream}| {line}"));
+        }
+    }
     if let Some(tail) = &record.stderr_tail {
         job.log.line(format!("stderr (last line): {tail}"));
     }
