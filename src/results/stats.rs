@@ -347,7 +347,7 @@ pub fn bootstrap_ratio_of_medians(
 
 /// The Hodges–Lehmann estimate of how far `candidate` lies from `baseline`,
 /// with its distribution-free 95% interval.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Shift {
     /// The median of every difference candidate − baseline.
     pub estimate: f64,
