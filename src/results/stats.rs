@@ -261,32 +261,37 @@ pub fn holm_adjust(p_values: &[f64]) -> Vec<f64> {
     adjusted
 }
 
-/// Percentile bootstrap 95% interval of `statistic` over `samples`, each
-/// resampled independently, `resamples` times, from `seed`. The statistic
-/// sees one resample of every sample and may reorder them; where it is
-/// undefined (`None`) the resample is dropped. `None` if a sample is empty,
-/// or the statistic is undefined on half the resamples or more.
+/// How often each value of a sorted sample was drawn into one resample.
+type Draws = [u32];
+
+/// Percentile bootstrap 95% interval of `statistic`, over samples of these
+/// sizes, each resampled with replacement to its own size, `resamples`
+/// times, from `seed`. The statistic sees, per sample, how often each value
+/// was drawn: with the samples sorted, an order statistic is a walk over
+/// those counts, with no sorting per resample. Where it is undefined
+/// (`None`) the resample is dropped. `None` if a sample is empty, or the
+/// statistic is undefined on half the resamples or more.
 fn percentile_bootstrap(
-    samples: &[&[f64]],
+    sizes: &[usize],
     resamples: usize,
     seed: u64,
-    mut statistic: impl FnMut(&mut [Vec<f64>]) -> Option<f64>,
+    mut statistic: impl FnMut(&[Vec<u32>]) -> Option<f64>,
 ) -> Option<Interval> {
-    if resamples == 0 || samples.iter().any(|sample| sample.is_empty()) {
+    if resamples == 0 || sizes.contains(&0) {
         return None;
     }
     let mut random = ChaCha8Rng::seed_from_u64(seed);
-    let mut drawn: Vec<Vec<f64>> = samples
-        .iter()
-        .map(|sample| Vec::with_capacity(sample.len()))
-        .collect();
+    let mut draws: Vec<Vec<u32>> = sizes.iter().map(|&size| vec![0; size]).collect();
     let mut estimates = Vec::with_capacity(resamples);
     for _ in 0..resamples {
-        for (sample, into) in samples.iter().zip(&mut drawn) {
-            into.clear();
-            into.extend((0..sample.len()).map(|_| sample[random.random_range(0..sample.len())]));
+        for counts in &mut draws {
+            counts.fill(0);
+            for _ in 0..counts.len() {
+                let index = random.random_range(0..counts.len());
+                counts[index] += 1;
+            }
         }
-        if let Some(estimate) = statistic(&mut drawn).filter(|value| value.is_finite()) {
+        if let Some(estimate) = statistic(&draws).filter(|value| value.is_finite()) {
             estimates.push(estimate);
         }
     }
@@ -300,33 +305,31 @@ fn percentile_bootstrap(
     ))
 }
 
-/// [`percentile_bootstrap`] of a statistic of two samples, their
-/// non-finite values left out.
-fn two_sample_bootstrap(
-    first: &[f64],
-    second: &[f64],
-    resamples: usize,
-    seed: u64,
-    mut statistic: impl FnMut(&mut [f64], &mut [f64]) -> Option<f64>,
-) -> Option<Interval> {
-    let (first, second) = (finite_sorted(first), finite_sorted(second));
-    percentile_bootstrap(&[&first, &second], resamples, seed, |drawn| match drawn {
-        [first, second] => statistic(first, second),
-        _ => None,
-    })
-}
-
-fn sorted_median(values: &mut [f64]) -> Option<f64> {
-    values.sort_unstable_by(f64::total_cmp);
-    median_of_sorted(values)
+/// The median of a resample of `sorted`, drawn `draws` times each.
+fn median_of_draws(sorted: &[f64], draws: &Draws) -> Option<f64> {
+    let size: usize = draws.iter().map(|&count| count as usize).sum();
+    // The middle positions, from 0: the same one for an odd size.
+    let (lower, upper) = (size.checked_sub(1)? / 2, size / 2);
+    let mut seen = 0;
+    let mut lower_value = None;
+    for (value, &count) in sorted.iter().zip(draws) {
+        seen += count as usize;
+        if lower_value.is_none() && seen > lower {
+            lower_value = Some(*value);
+        }
+        if seen > upper {
+            return Some(f64::midpoint(lower_value?, *value));
+        }
+    }
+    None
 }
 
 /// Percentile bootstrap 95% interval of the median of `values` (non-finite
 /// values left out), from `seed`. `None` when there is no value.
 pub fn bootstrap_median(values: &[f64], resamples: usize, seed: u64) -> Option<Interval> {
-    let values = finite_sorted(values);
-    percentile_bootstrap(&[&values], resamples, seed, |drawn| {
-        sorted_median(&mut drawn[0])
+    let sorted = finite_sorted(values);
+    percentile_bootstrap(&[sorted.len()], resamples, seed, |draws| {
+        median_of_draws(&sorted, &draws[0])
     })
 }
 
@@ -339,9 +342,11 @@ pub fn bootstrap_ratio_of_medians(
     resamples: usize,
     seed: u64,
 ) -> Option<Interval> {
-    two_sample_bootstrap(numerator, denominator, resamples, seed, |up, down| {
-        let down = sorted_median(down).filter(|median| *median != 0.0)?;
-        Some(sorted_median(up)? / down)
+    let (numerator, denominator) = (finite_sorted(numerator), finite_sorted(denominator));
+    let sizes = [numerator.len(), denominator.len()];
+    percentile_bootstrap(&sizes, resamples, seed, |draws| {
+        let down = median_of_draws(&denominator, &draws[1]).filter(|median| *median != 0.0)?;
+        Some(median_of_draws(&numerator, &draws[0])? / down)
     })
 }
 
@@ -419,28 +424,41 @@ pub fn hodges_lehmann_shift(baseline: &[f64], candidate: &[f64]) -> Option<Shift
 /// value) to 1 (every one above); 0 when neither tends to be larger.
 /// `None` if a side has no finite value.
 pub fn cliffs_delta(baseline: &[f64], candidate: &[f64]) -> Option<f64> {
-    let mut baseline = finite_sorted(baseline);
-    cliffs_delta_in_place(&mut baseline, &finite_sorted(candidate))
+    let (baseline, candidate) = (finite_sorted(baseline), finite_sorted(candidate));
+    let once = |sample: &[f64]| vec![1; sample.len()];
+    cliffs_delta_of_draws(&baseline, &once(&baseline), &candidate, &once(&candidate))
 }
 
-/// Cliff's delta, sorting `baseline` in place: O((m + n) log m).
-fn cliffs_delta_in_place(baseline: &mut [f64], candidate: &[f64]) -> Option<f64> {
-    if baseline.is_empty() || candidate.is_empty() {
+/// Cliff's delta of resamples of the sorted `baseline` and `candidate`,
+/// each value drawn as often as its draws say: one merge-like pass.
+fn cliffs_delta_of_draws(
+    baseline: &[f64],
+    baseline_draws: &Draws,
+    candidate: &[f64],
+    candidate_draws: &Draws,
+) -> Option<f64> {
+    let baseline_size: i64 = baseline_draws.iter().map(|&count| i64::from(count)).sum();
+    let candidate_size: i64 = candidate_draws.iter().map(|&count| i64::from(count)).sum();
+    if baseline_size == 0 || candidate_size == 0 {
         return None;
     }
-    baseline.sort_unstable_by(f64::total_cmp);
+    // Drawn baseline values below the current candidate value, and at or below it.
+    let (mut below, mut at_or_below) = (0, 0);
+    let (mut next_below, mut next_at_or_below) = (0, 0);
     let mut balance: i64 = 0;
-    for &value in candidate {
-        let below = baseline.partition_point(|&b| b < value);
-        let above = baseline.len() - baseline.partition_point(|&b| b <= value);
-        #[expect(
-            clippy::cast_possible_wrap,
-            reason = "counts of one sample, far below i64::MAX"
-        )]
-        let difference = below as i64 - above as i64;
-        balance += difference;
+    for (value, &count) in candidate.iter().zip(candidate_draws) {
+        while next_below < baseline.len() && baseline[next_below] < *value {
+            below += i64::from(baseline_draws[next_below]);
+            next_below += 1;
+        }
+        while next_at_or_below < baseline.len() && baseline[next_at_or_below] <= *value {
+            at_or_below += i64::from(baseline_draws[next_at_or_below]);
+            next_at_or_below += 1;
+        }
+        let above = baseline_size - at_or_below;
+        balance += i64::from(count) * (below - above);
     }
-    Some(balance as f64 / (baseline.len() * candidate.len()) as f64)
+    Some(balance as f64 / (baseline_size * candidate_size) as f64)
 }
 
 /// Percentile bootstrap 95% interval of Cliff's delta, from `seed`.
@@ -450,13 +468,11 @@ pub fn bootstrap_cliffs_delta(
     resamples: usize,
     seed: u64,
 ) -> Option<Interval> {
-    two_sample_bootstrap(
-        baseline,
-        candidate,
-        resamples,
-        seed,
-        |baseline, candidate| cliffs_delta_in_place(baseline, candidate),
-    )
+    let (baseline, candidate) = (finite_sorted(baseline), finite_sorted(candidate));
+    let sizes = [baseline.len(), candidate.len()];
+    percentile_bootstrap(&sizes, resamples, seed, |draws| {
+        cliffs_delta_of_draws(&baseline, &draws[0], &candidate, &draws[1])
+    })
 }
 
 /// The `q` quantile of sorted values, interpolating linearly between ranks.
@@ -712,5 +728,40 @@ mod tests {
             bootstrap_cliffs_delta(&low, &overlapping, 2000, 3),
             Some(interval)
         );
+    }
+
+    #[test]
+    fn statistics_of_draws_match_the_expanded_resample() {
+        let expand = |sorted: &[f64], draws: &[u32]| -> Vec<f64> {
+            sorted
+                .iter()
+                .zip(draws)
+                .flat_map(|(value, &count)| std::iter::repeat_n(*value, count as usize))
+                .collect()
+        };
+        let baseline = [1.0, 2.0, 2.0, 5.0, 9.0];
+        let candidate = [2.0, 3.0, 5.0, 5.0];
+        for (baseline_draws, candidate_draws) in [
+            ([1, 1, 1, 1, 1], [1, 1, 1, 1]),
+            ([3, 0, 1, 0, 1], [0, 2, 0, 2]),
+            ([0, 0, 0, 0, 5], [4, 0, 0, 0]),
+            ([0, 2, 0, 3, 0], [1, 1, 1, 1]),
+        ] {
+            let (first, second) = (
+                expand(&baseline, &baseline_draws),
+                expand(&candidate, &candidate_draws),
+            );
+            assert_eq!(
+                median_of_draws(&baseline, &baseline_draws),
+                median(&first),
+                "{baseline_draws:?}"
+            );
+            assert_eq!(
+                cliffs_delta_of_draws(&baseline, &baseline_draws, &candidate, &candidate_draws),
+                cliffs_delta(&first, &second),
+                "{baseline_draws:?} {candidate_draws:?}"
+            );
+        }
+        assert_eq!(median_of_draws(&baseline, &[0; 5]), None);
     }
 }
