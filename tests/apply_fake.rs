@@ -240,6 +240,17 @@ const HOST_KEY: [&str; 1] = ["host"];
 const SUMMARY_KEY: [&str; 9] = [
     "host", "engine", "workload", "target", "scenario", "language", "variant", "runtime", "metric",
 ];
+const EFFECT_KEY: [&str; 9] = [
+    "host",
+    "engine",
+    "workload",
+    "scenario",
+    "language",
+    "variant",
+    "native_target",
+    "wasm_target",
+    "metric",
+];
 
 /// The keys of every table of an experiment's output folder.
 #[derive(Debug, PartialEq)]
@@ -248,6 +259,7 @@ struct Tables {
     images: Vec<String>,
     hosts: Vec<String>,
     summary: Vec<String>,
+    effects: Vec<String>,
 }
 
 impl Tables {
@@ -257,6 +269,7 @@ impl Tables {
             images: table_keys(&dir.join("images.parquet"), &IMAGE_KEY),
             hosts: table_keys(&dir.join("hosts.parquet"), &HOST_KEY),
             summary: table_keys(&dir.join("summary.parquet"), &SUMMARY_KEY),
+            effects: table_keys(&dir.join("effects.parquet"), &EFFECT_KEY),
         }
     }
 }
@@ -312,6 +325,49 @@ async fn an_interrupted_apply_resumes_to_the_rows_of_a_clean_one() {
     assert_eq!(summary.succeeded, clean_plan.graph.len());
     let clean = Tables::read(&out_dir(&clean_out));
     assert_eq!(clean.results, planned_result_keys(&clean_plan, |_| false));
+    // Each language's native cell against its wasm cell: on both hosts with
+    // Docker, fresh and cached, and on amd with containerd, fresh.
+    let pairs: BTreeSet<String> = clean
+        .effects
+        .iter()
+        .map(|key| {
+            key.rsplit_once('|')
+                .map_or(key.as_str(), |(pair, _)| pair)
+                .to_string()
+        })
+        .collect();
+    assert_eq!(pairs.len(), 2 * (2 * 2 + 1), "{pairs:#?}");
+    assert!(
+        pairs.iter().all(|pair| pair.ends_with("|wasm")),
+        "{pairs:#?}"
+    );
+    // Every estimate lies in its interval, where the samples allow one.
+    let dir = out_dir(&clean_out);
+    let mut checked = 0;
+    for (table, columns) in [
+        ("summary", ["median_ci95_low", "median", "median_ci95_high"]),
+        (
+            "effects",
+            ["hl_shift_ci95_low", "hl_shift", "hl_shift_ci95_high"],
+        ),
+        (
+            "effects",
+            [
+                "cliffs_delta_ci95_low",
+                "cliffs_delta",
+                "cliffs_delta_ci95_high",
+            ],
+        ),
+    ] {
+        for row in table_keys(&dir.join(format!("{table}.parquet")), &columns) {
+            let values: Vec<f64> = row.split('|').filter_map(|v| v.parse().ok()).collect();
+            if let [low, estimate, high] = values[..] {
+                assert!(low <= estimate && estimate <= high, "{table}: {row}");
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 0);
 
     let project = Project::new();
     let plan = plan(&project, SPEC);

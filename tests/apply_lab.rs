@@ -287,6 +287,37 @@ fn measures_every_cell_on_two_hosts_via_both_engines_and_resumes() {
     ] {
         assert_eq!(types[column], expected, "{column}: {types}");
     }
+    // Each host's native cell against its wasm cell, per engine and scenario.
+    let pairs = python::query_parquet(
+        &out_dir().join("effects.parquet"),
+        "SELECT host, engine, scenario, native_target, wasm_target, count(*) FROM t \
+         GROUP BY ALL ORDER BY ALL",
+    );
+    let pairs = pairs.as_array().expect("rows");
+    assert_eq!(pairs.len(), 8, "{pairs:#?}");
+    for (table, columns) in [
+        (
+            "summary.parquet",
+            [
+                ("median_ci95_low", "double"),
+                ("median_ci95_high", "double"),
+                ("bootstrap_seed", "uint64"),
+            ],
+        ),
+        (
+            "effects.parquet",
+            [
+                ("hl_shift", "double"),
+                ("cliffs_delta", "double"),
+                ("bootstrap_seed", "uint64"),
+            ],
+        ),
+    ] {
+        let types = python::parquet_types(&out_dir().join(table));
+        for (column, expected) in columns {
+            assert_eq!(types[column], expected, "{table} {column}: {types}");
+        }
+    }
 
     // Nothing changed: a second apply reuses every stage and keeps the results.
     let again = pipeline(&["apply"]);

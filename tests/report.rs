@@ -507,6 +507,59 @@ fn write_results(dir: &Path, results: &Results) {
                         .collect::<Vec<_>>(),
                 )),
             ),
+            // Not a bootstrap: the report shows what the table says.
+            (
+                "median_ci95_low",
+                Arc::new(Float64Array::from(
+                    summary
+                        .iter()
+                        .map(|s| median(&s.2) - 1.0)
+                        .collect::<Vec<_>>(),
+                )),
+            ),
+            (
+                "median_ci95_high",
+                Arc::new(Float64Array::from(
+                    summary
+                        .iter()
+                        .map(|s| median(&s.2) + 1.0)
+                        .collect::<Vec<_>>(),
+                )),
+            ),
+        ],
+    );
+
+    // One effect, with values the report must print as they are.
+    let float = |value: f64| -> ArrayRef { Arc::new(Float64Array::from(vec![value])) };
+    let count = |value: u64| -> ArrayRef { Arc::new(UInt64Array::from(vec![value])) };
+    write_parquet(
+        &dir.join("effects.parquet"),
+        vec![
+            ("experiment", strings([EXPERIMENT])),
+            ("workload", strings([WORKLOAD])),
+            ("language", strings(["rust"])),
+            ("variant", strings(["optimized"])),
+            ("host", strings(["lab-amd64"])),
+            ("engine", strings(["docker"])),
+            ("scenario", strings(["fresh"])),
+            ("metric", strings(["to_main_ms"])),
+            ("native_target", strings(["linux/amd64"])),
+            ("native_runtime", strings(["runc"])),
+            ("wasm_target", strings(["wasm"])),
+            ("wasm_runtime", strings(["wasmtime"])),
+            ("native_n", count(10)),
+            ("wasm_n", count(9)),
+            ("native_median", float(70.0)),
+            ("wasm_median", float(110.0)),
+            ("hl_shift", float(40.25)),
+            ("hl_shift_ci95_low", float(35.5)),
+            ("hl_shift_ci95_high", float(44.0)),
+            ("cliffs_delta", float(0.9)),
+            (
+                "cliffs_delta_ci95_low",
+                Arc::new(Float64Array::from(vec![None::<f64>])),
+            ),
+            ("cliffs_delta_ci95_high", float(1.0)),
         ],
     );
 }
@@ -589,6 +642,11 @@ fn column(rows: &[Vec<String>], name: &str) -> usize {
         .unwrap_or_else(|| panic!("no column {name} in {:?}", rows[0]))
 }
 
+/// Whether the page shows the table `name`.
+fn page_has_table(report_dir: &Path, name: &str) -> bool {
+    read(&report_dir.join("index.html")).contains(&format!("<h3 id=\"table-{name}\">"))
+}
+
 fn experiment_out(root: &Path) -> PathBuf {
     root.join("out").join(EXPERIMENT)
 }
@@ -624,6 +682,7 @@ fn writes_every_file_and_a_self_contained_page() {
         "size-reduction",
         "size-by-architecture",
         "cells",
+        "effects",
         "failed-runs",
         "hosts",
         "images",
@@ -796,6 +855,60 @@ fn a_failed_cell_is_shown_as_failed() {
             (FAILED_LANGUAGE, "wasm", "lab-arm64", "cached", "0")
         );
     }
+    // The median's interval as summary.parquet has it; none for startup_ms.
+    let (metric, median, median_low, median_high) = (
+        column(&cells, "metric"),
+        column(&cells, "median (ms)"),
+        column(&cells, "median ci95 low (ms)"),
+        column(&cells, "median ci95 high (ms)"),
+    );
+    for row in cells[1..].iter().filter(|row| row[status] != "failed") {
+        if row[metric] == "startup_ms" {
+            assert_eq!(
+                (row[median_low].as_str(), row[median_high].as_str()),
+                ("", "")
+            );
+        } else {
+            let value = |index: usize| row[index].parse::<f64>().unwrap();
+            assert!(
+                (value(median) - value(median_low) - 1.0).abs() < 0.011,
+                "{row:?}"
+            );
+            assert!(
+                (value(median_high) - value(median) - 1.0).abs() < 0.011,
+                "{row:?}"
+            );
+        }
+    }
+    let effects = markdown_rows(&read(&report_dir.join("tables/effects.md")));
+    assert_eq!(
+        effects[1..],
+        [[
+            WORKLOAD,
+            "optimized",
+            "rust",
+            "lab-amd64",
+            "docker",
+            "fresh",
+            "to_main_ms",
+            "linux/amd64",
+            "wasm",
+            "10",
+            "9",
+            "70.00",
+            "110.00",
+            "40.25",
+            "35.50",
+            "44.00",
+            "0.900",
+            "",
+            "",
+        ]
+        .map(String::from)
+        .to_vec()],
+        "a missing end leaves the interval empty"
+    );
+    assert!(page_has_table(&report_dir, "effects"));
     let failures = markdown_rows(&read(&report_dir.join("tables/failed-runs.md")));
     assert_eq!(
         failures.len(),

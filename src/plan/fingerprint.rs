@@ -26,6 +26,13 @@ impl Fingerprint {
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0
     }
+
+    /// The first eight bytes, little-endian: a seed that follows the hashed parts.
+    pub fn to_u64(self) -> u64 {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(&self.0[..8]);
+        u64::from_le_bytes(bytes)
+    }
 }
 
 impl fmt::Display for Fingerprint {

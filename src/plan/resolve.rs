@@ -281,12 +281,10 @@ impl<'a> Resolver<'a> {
         };
         let seed = measure.seed.unwrap_or_else(|| {
             // A recorded default: the same experiment always shuffles the same way.
-            let hash = FingerprintBuilder::new("seed")
+            FingerprintBuilder::new("seed")
                 .str("experiment", &self.spec.experiment.value)
-                .finish();
-            let mut bytes = [0u8; 8];
-            bytes.copy_from_slice(&hash.as_bytes()[..8]);
-            u64::from_le_bytes(bytes)
+                .finish()
+                .to_u64()
         });
         Measure {
             repetitions,

@@ -126,6 +126,9 @@ pub(crate) struct Cell {
     pub emulated: bool,
     /// From `summary.parquet`, used only when there are no runs.
     summaries: BTreeMap<Metric, Summary>,
+    /// The median's bootstrap 95% interval, from `summary.parquet`: it needs
+    /// the experiment's seed, which only the writer knows.
+    median_intervals: BTreeMap<Metric, (f64, f64)>,
 }
 
 impl Cell {
@@ -172,6 +175,10 @@ impl Cell {
             return self.summaries.get(&metric).copied();
         }
         stats::summarize(&self.ok_values(metric))
+    }
+
+    pub fn median_interval(&self, metric: Metric) -> Option<(f64, f64)> {
+        self.median_intervals.get(&metric).copied()
     }
 
     /// Means of pull and to_main over the ok runs with a to_main, so that
@@ -316,6 +323,7 @@ pub(crate) fn cells(tables: &Tables, hosts: &BTreeMap<String, HostInfo>) -> Vec<
                     key,
                     runs: Vec::new(),
                     summaries: BTreeMap::new(),
+                    median_intervals: BTreeMap::new(),
                 })
                 .runs
                 .push(run.clone());
@@ -337,6 +345,7 @@ pub(crate) fn cells(tables: &Tables, hosts: &BTreeMap<String, HostInfo>) -> Vec<
                     key,
                     runs: Vec::new(),
                     summaries: BTreeMap::new(),
+                    median_intervals: BTreeMap::new(),
                 })
                 .summaries
                 .insert(
@@ -350,6 +359,13 @@ pub(crate) fn cells(tables: &Tables, hosts: &BTreeMap<String, HostInfo>) -> Vec<
                         ci95_high: row.ci95_high,
                     },
                 );
+        }
+    }
+    for row in tables.summary.iter().flatten() {
+        if let (Some(metric), Some(interval)) = (Metric::parse(&row.metric), row.median_ci95)
+            && let Some(cell) = by_key.get_mut(&CellKey::of_summary(row))
+        {
+            cell.median_intervals.insert(metric, interval);
         }
     }
     by_key.into_values().collect()

@@ -17,6 +17,8 @@ pub(crate) struct Page<'a> {
     pub size_tables: &'a [Table],
     pub failures: Option<&'a Table>,
     pub cells: Option<&'a Table>,
+    /// Native against wasm, when effects.parquet has rows.
+    pub effects: Option<&'a Table>,
     pub compare: Option<&'a Table>,
     pub provenance: &'a Provenance,
     pub provenance_tables: &'a [Table],
@@ -184,6 +186,9 @@ pub(crate) fn render(page: &Page) -> String {
     match page.cells {
         Some(table) => table_html(&mut out, table),
         None => out.push_str("<p class=\"note\">No cells were measured.</p>\n"),
+    }
+    if let Some(table) = page.effects {
+        table_html(&mut out, table);
     }
     out.push_str("</section>\n");
 

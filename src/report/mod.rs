@@ -208,6 +208,11 @@ pub fn generate(options: &ReportOptions) -> Result<ReportOutcome, ReportError> {
     }
     let failures = tables.runs.as_ref().map(|_| tables::failures_table(&cells));
     let cells_table = (!cells.is_empty()).then(|| tables::cells_table(&cells, &hosts));
+    let effects_table = tables
+        .effects
+        .as_deref()
+        .filter(|effects| !effects.is_empty())
+        .map(tables::effects_table);
     let mut provenance_tables = vec![tables::hosts_table(tables.hosts.as_ref(), &hosts)];
     if !images.is_empty() {
         provenance_tables.push(tables::images_table(&images));
@@ -287,6 +292,7 @@ pub fn generate(options: &ReportOptions) -> Result<ReportOutcome, ReportError> {
     let mut all_tables: Vec<&Table> = size_tables.iter().collect();
     all_tables.extend(failures.iter());
     all_tables.extend(cells_table.iter());
+    all_tables.extend(effects_table.iter());
     all_tables.extend(provenance_tables.iter());
     if let Some(comparison) = &comparison {
         all_tables.push(&comparison.table);
@@ -298,6 +304,7 @@ pub fn generate(options: &ReportOptions) -> Result<ReportOutcome, ReportError> {
         size_tables: &size_tables,
         failures: failures.as_ref(),
         cells: cells_table.as_ref(),
+        effects: effects_table.as_ref(),
         compare: comparison.as_ref().map(|c| &c.table),
         provenance: &provenance,
         provenance_tables: &provenance_tables,

@@ -66,6 +66,30 @@ pub(crate) struct SummaryRow {
     pub mean: f64,
     pub ci95_low: f64,
     pub ci95_high: f64,
+    /// The median's bootstrap interval; absent from older tables.
+    pub median_ci95: Option<(f64, f64)>,
+}
+
+/// One row of `effects.parquet`: one metric of a native/wasm pair of cells.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct EffectRow {
+    pub workload: String,
+    pub language: String,
+    pub variant: String,
+    pub host: String,
+    pub engine: String,
+    pub scenario: String,
+    pub metric: String,
+    pub native_target: String,
+    pub wasm_target: String,
+    pub native_n: u64,
+    pub wasm_n: u64,
+    pub native_median: f64,
+    pub wasm_median: f64,
+    pub hl_shift: f64,
+    pub hl_shift_ci95: Option<(f64, f64)>,
+    pub cliffs_delta: f64,
+    pub cliffs_delta_ci95: Option<(f64, f64)>,
 }
 
 /// `hosts.parquet`, every column kept as text for the provenance table,
@@ -94,13 +118,15 @@ pub(crate) struct Tables {
     pub hosts: Option<HostTable>,
     pub runs: Option<Vec<RunRow>>,
     pub summary: Option<Vec<SummaryRow>>,
+    pub effects: Option<Vec<EffectRow>>,
 }
 
-pub(crate) const TABLE_NAMES: [&str; 4] = [
+pub(crate) const TABLE_NAMES: [&str; 5] = [
     "images.parquet",
     "hosts.parquet",
     "results.parquet",
     "summary.parquet",
+    "effects.parquet",
 ];
 
 /// Reads every table there is in `dir`. No folder, or none of the four
@@ -136,11 +162,15 @@ pub(crate) fn read_tables(dir: &Path) -> Result<Tables, ReportError> {
     let summary = table("summary.parquet")?
         .map(|(path, batches)| summary_rows(&path, &batches))
         .transpose()?;
+    let effects = table("effects.parquet")?
+        .map(|(path, batches)| effect_rows(&path, &batches))
+        .transpose()?;
     Ok(Tables {
         images,
         hosts,
         runs,
         summary,
+        effects,
     })
 }
 
@@ -224,6 +254,27 @@ impl Columns<'_> {
             .float(name)?
             .into_iter()
             .map(|value| value.unwrap_or(f64::NAN))
+            .collect())
+    }
+
+    /// An interval from its two optional columns: `None` where either is null.
+    fn interval(&self, low: &str, high: &str) -> Result<Vec<Option<(f64, f64)>>, ReportError> {
+        let (low, high) = (self.float(low)?, self.float(high)?);
+        Ok(low
+            .into_iter()
+            .zip(high)
+            .map(|(low, high)| Some((low?, high?)))
+            .collect())
+    }
+
+    fn required_unsigned(&self, name: &str) -> Result<Vec<u64>, ReportError> {
+        if self.batch.column_by_name(name).is_none() {
+            return Err(self.missing(name));
+        }
+        Ok(self
+            .unsigned(name)?
+            .into_iter()
+            .map(Option::unwrap_or_default)
             .collect())
     }
 
@@ -355,14 +406,12 @@ fn summary_rows(path: &Path, batches: &[RecordBatch]) -> Result<Vec<SummaryRow>,
         let runtime = columns.text("runtime")?;
         let scenario = columns.required_text("scenario")?;
         let metric = columns.required_text("metric")?;
-        if batch.column_by_name("n").is_none() {
-            return Err(columns.missing("n"));
-        }
-        let n = columns.unsigned("n")?;
+        let n = columns.required_unsigned("n")?;
         let median = columns.required_float("median")?;
         let mean = columns.required_float("mean")?;
         let low = columns.required_float("ci95_low")?;
         let high = columns.required_float("ci95_high")?;
+        let median_ci95 = columns.interval("median_ci95_low", "median_ci95_high")?;
         for row in 0..batch.num_rows() {
             rows.push(SummaryRow {
                 workload: workload[row].clone(),
@@ -374,11 +423,59 @@ fn summary_rows(path: &Path, batches: &[RecordBatch]) -> Result<Vec<SummaryRow>,
                 runtime: runtime[row].clone().unwrap_or_default(),
                 scenario: scenario[row].clone(),
                 metric: metric[row].clone(),
-                n: n[row].unwrap_or(0),
+                n: n[row],
                 median: median[row],
                 mean: mean[row],
                 ci95_low: low[row],
                 ci95_high: high[row],
+                median_ci95: median_ci95[row],
+            });
+        }
+    }
+    Ok(rows)
+}
+
+fn effect_rows(path: &Path, batches: &[RecordBatch]) -> Result<Vec<EffectRow>, ReportError> {
+    let mut rows = Vec::new();
+    for batch in batches {
+        let columns = Columns { path, batch };
+        let text = |name| columns.required_text(name);
+        let (workload, language, variant) =
+            (text("workload")?, text("language")?, text("variant")?);
+        let (host, engine, scenario) = (text("host")?, text("engine")?, text("scenario")?);
+        let (metric, native_target, wasm_target) = (
+            text("metric")?,
+            text("native_target")?,
+            text("wasm_target")?,
+        );
+        let native_n = columns.required_unsigned("native_n")?;
+        let wasm_n = columns.required_unsigned("wasm_n")?;
+        let native_median = columns.required_float("native_median")?;
+        let wasm_median = columns.required_float("wasm_median")?;
+        let hl_shift = columns.required_float("hl_shift")?;
+        let hl_shift_ci95 = columns.interval("hl_shift_ci95_low", "hl_shift_ci95_high")?;
+        let cliffs_delta = columns.required_float("cliffs_delta")?;
+        let cliffs_delta_ci95 =
+            columns.interval("cliffs_delta_ci95_low", "cliffs_delta_ci95_high")?;
+        for row in 0..batch.num_rows() {
+            rows.push(EffectRow {
+                workload: workload[row].clone(),
+                language: language[row].clone(),
+                variant: variant[row].clone(),
+                host: host[row].clone(),
+                engine: engine[row].clone(),
+                scenario: scenario[row].clone(),
+                metric: metric[row].clone(),
+                native_target: native_target[row].clone(),
+                wasm_target: wasm_target[row].clone(),
+                native_n: native_n[row],
+                wasm_n: wasm_n[row],
+                native_median: native_median[row],
+                wasm_median: wasm_median[row],
+                hl_shift: hl_shift[row],
+                hl_shift_ci95: hl_shift_ci95[row],
+                cliffs_delta: cliffs_delta[row],
+                cliffs_delta_ci95: cliffs_delta_ci95[row],
             });
         }
     }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use super::cells::{Cell, HostInfo, Metric, is_wasm_target};
-use super::read::{HostTable, ImageRow};
+use super::read::{EffectRow, HostTable, ImageRow};
 use super::svg::escape;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -246,7 +246,13 @@ fn number(value: f64) -> String {
     }
 }
 
-/// Every cell and metric: n, failures, median, mean and the 95% interval.
+/// The two ends of an interval, or two empty fields.
+fn interval_fields(interval: Option<(f64, f64)>, format: fn(f64) -> String) -> [String; 2] {
+    interval.map_or_else(Default::default, |(low, high)| [format(low), format(high)])
+}
+
+/// Every cell and metric: n, failures, the median and mean with their 95%
+/// intervals.
 /// Failed cells keep their rows, with status `failed`.
 pub(crate) fn cells_table(cells: &[Cell], hosts: &BTreeMap<String, HostInfo>) -> Table {
     let mut rows = Vec::new();
@@ -284,21 +290,21 @@ pub(crate) fn cells_table(cells: &[Cell], hosts: &BTreeMap<String, HostInfo>) ->
                 cell.total_runs().to_string(),
                 cell.failed_count().to_string(),
             ];
-            match summary {
-                Some(summary) => row.extend([
+            if let Some(summary) = summary {
+                let [median_low, median_high] =
+                    interval_fields(cell.median_interval(metric), number);
+                row.extend([
                     summary.n.to_string(),
                     number(summary.median),
+                    median_low,
+                    median_high,
                     number(summary.mean),
                     number(summary.ci95_low),
                     number(summary.ci95_high),
-                ]),
-                None => row.extend([
-                    "0".to_string(),
-                    String::new(),
-                    String::new(),
-                    String::new(),
-                    String::new(),
-                ]),
+                ]);
+            } else {
+                row.push("0".to_string());
+                row.extend(std::iter::repeat_n(String::new(), 6));
             }
             rows.push(row);
         }
@@ -307,9 +313,10 @@ pub(crate) fn cells_table(cells: &[Cell], hosts: &BTreeMap<String, HostInfo>) ->
         name: "cells".into(),
         title: "Every cell's statistics".into(),
         note: "Over the ok runs of each cell (n of them); startup_ms is pull_ms + to_main_ms of \
-               the same run. ci95 is Student's t interval of the mean. A cell whose every run \
-               failed is listed with status failed; `emulated` marks cells measured on an \
-               emulated host."
+               the same run. The median's ci95 is the seeded percentile bootstrap interval \
+               summary.parquet records (none for startup_ms, which it does not summarise); the \
+               mean's is Student's t interval. A cell whose every run failed is listed with \
+               status failed; `emulated` marks cells measured on an emulated host."
             .into(),
         columns: [
             "workload",
@@ -327,9 +334,77 @@ pub(crate) fn cells_table(cells: &[Cell], hosts: &BTreeMap<String, HostInfo>) ->
             "failed runs",
             "n",
             "median (ms)",
+            "median ci95 low (ms)",
+            "median ci95 high (ms)",
             "mean (ms)",
-            "ci95 low (ms)",
-            "ci95 high (ms)",
+            "mean ci95 low (ms)",
+            "mean ci95 high (ms)",
+        ]
+        .map(String::from)
+        .to_vec(),
+        rows,
+    }
+}
+
+/// Native against wasm, from effects.parquet: per pair of cells and metric,
+/// the Hodges–Lehmann shift and Cliff's delta with their intervals.
+pub(crate) fn effects_table(effects: &[EffectRow]) -> Table {
+    let delta = |value: f64| format!("{value:.3}");
+    let rows = effects
+        .iter()
+        .map(|effect| {
+            let mut row = vec![
+                effect.workload.clone(),
+                effect.variant.clone(),
+                effect.language.clone(),
+                effect.host.clone(),
+                effect.engine.clone(),
+                effect.scenario.clone(),
+                effect.metric.clone(),
+                effect.native_target.clone(),
+                effect.wasm_target.clone(),
+                effect.native_n.to_string(),
+                effect.wasm_n.to_string(),
+                number(effect.native_median),
+                number(effect.wasm_median),
+                number(effect.hl_shift),
+            ];
+            row.extend(interval_fields(effect.hl_shift_ci95, number));
+            row.push(delta(effect.cliffs_delta));
+            row.extend(interval_fields(effect.cliffs_delta_ci95, delta));
+            row
+        })
+        .collect();
+    Table {
+        name: "effects".into(),
+        title: "Native against wasm".into(),
+        note: "For each native cell and the wasm cell that differs from it only in target and \
+               runtime, per metric, over the ok runs (effects.parquet). Shift: the \
+               Hodges–Lehmann estimate, the median of every difference wasm − native (above 0: \
+               wasm is slower), with Moses' distribution-free 95% interval, empty when too few \
+               runs allow one. Cliff's delta: P(wasm slower) − P(wasm faster) over all pairs \
+               of runs, from −1 to 1, with a seeded 95% percentile bootstrap interval."
+            .into(),
+        columns: [
+            "workload",
+            "variant",
+            "language",
+            "host",
+            "engine",
+            "scenario",
+            "metric",
+            "native target",
+            "wasm target",
+            "native n",
+            "wasm n",
+            "native median (ms)",
+            "wasm median (ms)",
+            "shift (ms)",
+            "shift ci95 low (ms)",
+            "shift ci95 high (ms)",
+            "Cliff's delta",
+            "delta ci95 low",
+            "delta ci95 high",
         ]
         .map(String::from)
         .to_vec(),

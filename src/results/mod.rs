@@ -1,7 +1,8 @@
-//! Results as Parquet: `images.parquet`, `hosts.parquet`, `results.parquet`
-//! and `summary.parquet` under `out/<experiment>/`. The columns are
-//! documented in docs/results.md.
+//! Results as Parquet: `images.parquet`, `hosts.parquet`, `results.parquet`,
+//! `summary.parquet` and `effects.parquet` under `out/<experiment>/`. The
+//! columns are documented in docs/results.md.
 
+mod effects;
 pub mod stats;
 
 use std::collections::BTreeMap;
@@ -22,6 +23,7 @@ use crate::events::{
     EventSink, HostFacts, ImageRecord, RunRecord, SinkError, StageEvent, StageOutput,
 };
 use crate::journal::{JournalState, Outcome};
+use crate::plan::fingerprint::FingerprintBuilder;
 use crate::plan::{Plan, StageWork};
 
 #[derive(Debug, thiserror::Error)]
@@ -183,6 +185,7 @@ impl ResultsWriter {
             )?;
             let runs: Vec<(usize, RunRecord)> = collected.runs.into_iter().collect();
             write_summary(&self.plan, &runs, &self.dir.join("summary.parquet"))?;
+            effects::write_effects(&self.plan, &runs, &self.dir.join("effects.parquet"))?;
         }
         Ok(())
     }
@@ -191,7 +194,7 @@ impl ResultsWriter {
     fn tables_missing(&self) -> bool {
         // The common case, a no-op apply with every table there, needs no
         // pass over the journal.
-        if ["images", "hosts", "results", "summary"]
+        if ["images", "hosts", "results", "summary", "effects"]
             .iter()
             .all(|table| self.dir.join(format!("{table}.parquet")).exists())
         {
@@ -201,7 +204,8 @@ impl ResultsWriter {
         let missing = |table: &str| !self.dir.join(format!("{table}.parquet")).exists();
         (!collected.images.is_empty() && missing("images"))
             || (!collected.hosts.is_empty() && missing("hosts"))
-            || (!collected.runs.is_empty() && (missing("results") || missing("summary")))
+            || (!collected.runs.is_empty()
+                && (missing("results") || missing("summary") || missing("effects")))
     }
 }
 
@@ -521,13 +525,11 @@ fn result_columns(
     ]
 }
 
-/// Statistics per cell and metric, from the measured runs that were ok.
-pub fn write_summary(
+/// The measured runs that were ok, by cell.
+fn ok_runs_by_cell<'a>(
     plan: &Plan,
-    runs: &[(usize, RunRecord)],
-    path: &Path,
-) -> Result<usize, ResultsError> {
-    let experiment = &plan.experiment;
+    runs: &'a [(usize, RunRecord)],
+) -> BTreeMap<usize, Vec<&'a RunRecord>> {
     let mut by_cell: BTreeMap<usize, Vec<&RunRecord>> = BTreeMap::new();
     for (node, record) in runs {
         if let StageWork::Run(run) = &plan
@@ -540,112 +542,193 @@ pub fn write_summary(
             by_cell.entry(run.cell).or_default().push(record);
         }
     }
-    let mut rows: Vec<(usize, &'static str, stats::Summary)> = Vec::new();
-    for (cell, records) in &by_cell {
-        let metrics: [(&str, Vec<f64>); 3] = [
-            (
-                "pull_ms",
-                records.iter().filter_map(|r| r.pull_ms).collect(),
-            ),
-            (
-                "to_main_ms",
-                records.iter().filter_map(|r| r.to_main_ms).collect(),
-            ),
-            ("run_ms", records.iter().filter_map(|r| r.run_ms).collect()),
-        ];
-        for (metric, values) in metrics {
+    by_cell
+}
+
+/// Each summarised metric, by column name, with its values over `records`.
+fn metric_values(records: &[&RunRecord]) -> [(&'static str, Vec<f64>); 3] {
+    [
+        (
+            "pull_ms",
+            records.iter().filter_map(|r| r.pull_ms).collect(),
+        ),
+        (
+            "to_main_ms",
+            records.iter().filter_map(|r| r.to_main_ms).collect(),
+        ),
+        ("run_ms", records.iter().filter_map(|r| r.run_ms).collect()),
+    ]
+}
+
+/// The seed of one bootstrap: `measure.seed`, the statistic, the metric and
+/// the cells resampled, by name rather than index, so a cell keeps its
+/// intervals when others are added to the experiment.
+fn bootstrap_seed(plan: &Plan, statistic: &str, metric: &str, cells: &[usize]) -> u64 {
+    let experiment = &plan.experiment;
+    let mut builder = FingerprintBuilder::new("bootstrap");
+    builder
+        .bytes("measure.seed", &experiment.measure.seed.to_le_bytes())
+        .str("statistic", statistic)
+        .str("metric", metric);
+    for &index in cells {
+        let cell = &experiment.cells[index];
+        let image = &experiment.images[cell.image];
+        builder
+            .str("workload", &image.workload)
+            .str("language", &image.language)
+            .str("variant", &image.variant)
+            .str("target", &image.target.to_string())
+            .str("host", &experiment.hosts[cell.host].name)
+            .str("engine", cell.engine.as_str())
+            .str("runtime", &cell.runtime)
+            .str("scenario", cell.scenario.as_str());
+    }
+    builder.finish().to_u64()
+}
+
+/// One row of summary.parquet.
+struct SummaryRow {
+    cell: usize,
+    metric: &'static str,
+    summary: stats::Summary,
+    median_ci95: Option<stats::Interval>,
+    bootstrap_seed: u64,
+}
+
+/// Statistics per cell and metric, from the measured runs that were ok.
+pub fn write_summary(
+    plan: &Plan,
+    runs: &[(usize, RunRecord)],
+    path: &Path,
+) -> Result<usize, ResultsError> {
+    let mut rows: Vec<SummaryRow> = Vec::new();
+    for (cell, records) in &ok_runs_by_cell(plan, runs) {
+        for (metric, values) in metric_values(records) {
             if let Some(summary) = stats::summarize(&values) {
-                rows.push((*cell, metric, summary));
+                let seed = bootstrap_seed(plan, "median", metric, &[*cell]);
+                rows.push(SummaryRow {
+                    cell: *cell,
+                    metric,
+                    summary,
+                    median_ci95: stats::bootstrap_median(&values, stats::BOOTSTRAP_RESAMPLES, seed),
+                    bootstrap_seed: seed,
+                });
             }
         }
     }
-    let cell = |index: usize| &experiment.cells[index];
-    let image = |index: usize| &experiment.images[cell(index).image];
-    let columns = vec![
+    let float = |value: fn(&SummaryRow) -> f64| {
+        Column::Float(rows.iter().map(|row| Some(value(row))).collect())
+    };
+    let cells: Vec<usize> = rows.iter().map(|row| row.cell).collect();
+    let mut columns = cell_columns(plan, &cells, CellColumns::All);
+    columns.extend([
+        ("metric", false, text(rows.iter().map(|r| r.metric))),
+        (
+            "n",
+            false,
+            Column::Unsigned(rows.iter().map(|r| Some(r.summary.n as u64)).collect()),
+        ),
+        ("median", false, float(|r| r.summary.median)),
+        ("mean", false, float(|r| r.summary.mean)),
+        ("std_dev", false, float(|r| r.summary.std_dev)),
+        ("ci95_low", false, float(|r| r.summary.ci95_low)),
+        ("ci95_high", false, float(|r| r.summary.ci95_high)),
+        (
+            "median_ci95_low",
+            true,
+            Column::Float(rows.iter().map(|r| r.median_ci95.map(|i| i.0)).collect()),
+        ),
+        (
+            "median_ci95_high",
+            true,
+            Column::Float(rows.iter().map(|r| r.median_ci95.map(|i| i.1)).collect()),
+        ),
+    ]);
+    columns.extend(bootstrap_columns(rows.iter().map(|r| r.bootstrap_seed)));
+    write_table(path, columns)?;
+    Ok(rows.len())
+}
+
+/// `bootstrap_resamples` and `bootstrap_seed`, for rows with these seeds.
+fn bootstrap_columns(seeds: impl Iterator<Item = u64>) -> [(&'static str, bool, Column); 2] {
+    let seeds: Vec<Option<u64>> = seeds.map(Some).collect();
+    [
+        (
+            "bootstrap_resamples",
+            false,
+            Column::Unsigned(vec![Some(stats::BOOTSTRAP_RESAMPLES as u64); seeds.len()]),
+        ),
+        ("bootstrap_seed", false, Column::Unsigned(seeds)),
+    ]
+}
+
+/// Which of a cell's naming columns a table has.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum CellColumns {
+    All,
+    /// All but `target` and `runtime`: what the two cells of a native/wasm
+    /// pair share.
+    Shared,
+}
+
+/// The columns that name each row's cell, `experiment` to `scenario`.
+fn cell_columns(
+    plan: &Plan,
+    cells: &[usize],
+    which: CellColumns,
+) -> Vec<(&'static str, bool, Column)> {
+    let experiment = &plan.experiment;
+    let cell = |index: &usize| &experiment.cells[*index];
+    let image = |index: &usize| &experiment.images[cell(index).image];
+    let mut columns = vec![
         (
             "experiment",
             false,
-            text(rows.iter().map(|_| &experiment.name)),
+            text(cells.iter().map(|_| &experiment.name)),
         ),
         (
             "workload",
             false,
-            text(rows.iter().map(|(c, _, _)| &image(*c).workload)),
+            text(cells.iter().map(|c| &image(c).workload)),
         ),
         (
             "language",
             false,
-            text(rows.iter().map(|(c, _, _)| &image(*c).language)),
+            text(cells.iter().map(|c| &image(c).language)),
         ),
         (
             "variant",
             false,
-            text(rows.iter().map(|(c, _, _)| &image(*c).variant)),
+            text(cells.iter().map(|c| &image(c).variant)),
         ),
         (
             "target",
             false,
-            text(rows.iter().map(|(c, _, _)| image(*c).target.to_string())),
+            text(cells.iter().map(|c| image(c).target.to_string())),
         ),
         (
             "host",
             false,
-            text(
-                rows.iter()
-                    .map(|(c, _, _)| &experiment.hosts[cell(*c).host].name),
-            ),
+            text(cells.iter().map(|c| &experiment.hosts[cell(c).host].name)),
         ),
         (
             "engine",
             false,
-            text(rows.iter().map(|(c, _, _)| cell(*c).engine.as_str())),
+            text(cells.iter().map(|c| cell(c).engine.as_str())),
         ),
         (
             "runtime",
             false,
-            text(rows.iter().map(|(c, _, _)| &cell(*c).runtime)),
+            text(cells.iter().map(|c| &cell(c).runtime)),
         ),
         (
             "scenario",
             false,
-            text(rows.iter().map(|(c, _, _)| cell(*c).scenario.as_str())),
-        ),
-        (
-            "metric",
-            false,
-            text(rows.iter().map(|(_, metric, _)| metric)),
-        ),
-        (
-            "n",
-            false,
-            Column::Unsigned(rows.iter().map(|(_, _, s)| Some(s.n as u64)).collect()),
-        ),
-        (
-            "median",
-            false,
-            Column::Float(rows.iter().map(|(_, _, s)| Some(s.median)).collect()),
-        ),
-        (
-            "mean",
-            false,
-            Column::Float(rows.iter().map(|(_, _, s)| Some(s.mean)).collect()),
-        ),
-        (
-            "std_dev",
-            false,
-            Column::Float(rows.iter().map(|(_, _, s)| Some(s.std_dev)).collect()),
-        ),
-        (
-            "ci95_low",
-            false,
-            Column::Float(rows.iter().map(|(_, _, s)| Some(s.ci95_low)).collect()),
-        ),
-        (
-            "ci95_high",
-            false,
-            Column::Float(rows.iter().map(|(_, _, s)| Some(s.ci95_high)).collect()),
+            text(cells.iter().map(|c| cell(c).scenario.as_str())),
         ),
     ];
-    write_table(path, columns)?;
-    Ok(rows.len())
+    if which == CellColumns::Shared {
+        columns.retain(|(name, _, _)| !matches!(*name, "target" | "runtime"));
+    }
+    columns
 }
