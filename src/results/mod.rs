@@ -375,6 +375,9 @@ fn result_columns(
         .collect();
     let cell = |run: &crate::plan::RunSubject| &experiment.cells[run.cell];
     let image = |run: &crate::plan::RunSubject| &experiment.images[cell(run).image];
+    let phase = |ms: fn(&RunRecord) -> Option<f64>| {
+        Column::Float(rows.iter().map(|(_, record)| ms(record)).collect())
+    };
     vec![
         (
             "experiment",
@@ -479,16 +482,12 @@ fn result_columns(
             true,
             Column::Unsigned(rows.iter().map(|(_, r)| r.pulled_bytes).collect()),
         ),
-        (
-            "to_main_ms",
-            true,
-            Column::Float(rows.iter().map(|(_, r)| r.to_main_ms).collect()),
-        ),
-        (
-            "run_ms",
-            true,
-            Column::Float(rows.iter().map(|(_, r)| r.run_ms).collect()),
-        ),
+        ("create_ms", true, phase(|r| r.create_ms)),
+        ("start_ms", true, phase(|r| r.start_ms)),
+        ("to_main_ms", true, phase(|r| r.to_main_ms)),
+        ("exit_ms", true, phase(|r| r.exit_ms)),
+        ("remove_ms", true, phase(|r| r.remove_ms)),
+        ("run_ms", true, phase(|r| r.run_ms)),
         (
             "exit_code",
             true,
@@ -542,14 +541,30 @@ pub fn write_summary(
     }
     let mut rows: Vec<(usize, &'static str, stats::Summary)> = Vec::new();
     for (cell, records) in &by_cell {
-        let metrics: [(&str, Vec<f64>); 3] = [
+        let metrics: [(&str, Vec<f64>); 7] = [
             (
                 "pull_ms",
                 records.iter().filter_map(|r| r.pull_ms).collect(),
             ),
             (
+                "create_ms",
+                records.iter().filter_map(|r| r.create_ms).collect(),
+            ),
+            (
+                "start_ms",
+                records.iter().filter_map(|r| r.start_ms).collect(),
+            ),
+            (
                 "to_main_ms",
                 records.iter().filter_map(|r| r.to_main_ms).collect(),
+            ),
+            (
+                "exit_ms",
+                records.iter().filter_map(|r| r.exit_ms).collect(),
+            ),
+            (
+                "remove_ms",
+                records.iter().filter_map(|r| r.remove_ms).collect(),
             ),
             ("run_ms", records.iter().filter_map(|r| r.run_ms).collect()),
         ];
