@@ -63,8 +63,23 @@ pub struct RunRecord {
     /// Pull time in ms; `None` when the scenario skipped the pull.
     pub pull_ms: Option<f64>,
     pub pulled_bytes: Option<u64>,
+    /// The create request answered. This and the other phases (`start_ms`,
+    /// `exit_ms`, `remove_ms`) are ms from the same origin as `to_main_ms`, on
+    /// the host's clock; `None` where the engine could not tell, and in
+    /// records written before phases were measured.
+    #[serde(default)]
+    pub create_ms: Option<f64>,
+    /// The task started.
+    #[serde(default)]
+    pub start_ms: Option<f64>,
     /// From the create request to the workload's main, both on the host's clock.
     pub to_main_ms: Option<f64>,
+    /// The task exited.
+    #[serde(default)]
+    pub exit_ms: Option<f64>,
+    /// The container and its task were removed.
+    #[serde(default)]
+    pub remove_ms: Option<f64>,
     /// Whole container run, to exit.
     pub run_ms: Option<f64>,
     pub exit_code: Option<i64>,
@@ -114,4 +129,27 @@ fn last_bytes(text: &str, max: usize) -> &str {
         start += 1;
     }
     &text[start..]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_recorded_before_phases_were_measured_reads_without_them() {
+        let journaled = r#"{"image_ref":"r","image_digest":"d","pull_ms":null,
+            "pulled_bytes":null,"to_main_ms":12.5,"run_ms":20.0,"exit_code":0,
+            "ok":true,"started_at_ms":1,"error":null}"#;
+        let record: RunRecord = serde_json::from_str(journaled).unwrap();
+        assert_eq!(record.to_main_ms, Some(12.5));
+        assert_eq!(
+            [
+                record.create_ms,
+                record.start_ms,
+                record.exit_ms,
+                record.remove_ms
+            ],
+            [None; 4]
+        );
+    }
 }

@@ -315,15 +315,22 @@ fn out_dir(out_root: &Path) -> PathBuf {
     out_root.join("demo")
 }
 
+/// `SPEC` applied whole on fakes without faults, in a project of its own
+/// (returned, so its folder lives on); the experiment's output folder.
+async fn clean_apply() -> (Project, Arc<Plan>, PathBuf) {
+    let project = Project::new();
+    let plan = plan(&project, SPEC);
+    let out_root = project.path("out");
+    let (summary, _) = apply_all(&plan, &Fakes::new(), &out_root).await;
+    assert!(summary.failed.is_empty(), "{:?}", summary.failed);
+    assert_eq!(summary.succeeded, plan.graph.len());
+    (project, plan, out_dir(&out_root))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interrupted_apply_resumes_to_the_rows_of_a_clean_one() {
-    let clean_project = Project::new();
-    let clean_plan = plan(&clean_project, SPEC);
-    let clean_out = clean_project.path("out");
-    let (summary, _) = apply_all(&clean_plan, &Fakes::new(), &clean_out).await;
-    assert!(summary.failed.is_empty(), "{:?}", summary.failed);
-    assert_eq!(summary.succeeded, clean_plan.graph.len());
-    let clean = Tables::read(&out_dir(&clean_out));
+    let (_clean_project, clean_plan, clean_dir) = clean_apply().await;
+    let clean = Tables::read(&clean_dir);
     assert_eq!(clean.results, planned_result_keys(&clean_plan, |_| false));
     // Each language's native cell against its wasm cell: on both hosts with
     // Docker, fresh and cached, and on amd with containerd, fresh.
@@ -342,7 +349,7 @@ async fn an_interrupted_apply_resumes_to_the_rows_of_a_clean_one() {
         "{pairs:#?}"
     );
     // Every estimate lies in its interval, where the samples allow one.
-    let dir = out_dir(&clean_out);
+    let dir = &clean_dir;
     let mut checked = 0;
     for (table, columns) in [
         ("summary", ["median_ci95_low", "median", "median_ci95_high"]),
@@ -417,6 +424,35 @@ async fn an_interrupted_apply_resumes_to_the_rows_of_a_clean_one() {
     assert_eq!(Tables::read(&out_dir(&out_root)), clean);
 }
 
+/// The phases of a run, in the order they happen.
+const PHASES: [&str; 5] = [
+    "create_ms",
+    "start_ms",
+    "to_main_ms",
+    "exit_ms",
+    "remove_ms",
+];
+
+#[tokio::test]
+async fn every_phase_is_a_results_column_and_a_summary_metric() {
+    let (_project, plan, dir) = clean_apply().await;
+    let rows = table_keys(&dir.join("results.parquet"), &PHASES);
+    assert_eq!(rows.len(), planned_result_keys(&plan, |_| false).len());
+    for row in &rows {
+        let phases: Vec<f64> = row
+            .split('|')
+            .map(|value| value.parse().unwrap_or_else(|_| panic!("a phase: {row}")))
+            .collect();
+        assert!(phases.is_sorted(), "{row}");
+    }
+    let metrics: BTreeSet<String> = table_keys(&dir.join("summary.parquet"), &["metric"])
+        .into_iter()
+        .collect();
+    for phase in PHASES {
+        assert!(metrics.contains(phase), "{phase}: {metrics:?}");
+    }
+}
+
 #[tokio::test]
 async fn an_apply_restricted_with_only_keeps_every_row_of_every_table() {
     let project = Project::new();
@@ -473,10 +509,8 @@ async fn an_apply_restricted_with_only_keeps_every_row_of_every_table() {
 
     let after = Tables::read(&out_dir(&out_root));
     assert_eq!(after.results, planned_result_keys(&full, |_| false));
-    let clean_project = Project::new();
-    let clean_plan = plan(&clean_project, SPEC);
-    apply_all(&clean_plan, &Fakes::new(), &clean_project.path("out")).await;
-    let clean = Tables::read(&out_dir(&clean_project.path("out")));
+    let (_clean_project, _, clean_dir) = clean_apply().await;
+    let clean = Tables::read(&clean_dir);
     assert_eq!(after, clean);
     assert_eq!(after.images.len(), full.experiment.images.len());
     assert_eq!(after.hosts.len(), full.experiment.hosts.len());

@@ -11,6 +11,7 @@ mod lab;
 #[path = "common/python.rs"]
 mod python;
 
+use std::collections::BTreeSet;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -340,6 +341,87 @@ fn measures_every_cell_on_two_hosts_via_both_engines_and_resumes() {
         !text.lines().any(|line| line.starts_with("failed ")),
         "{text}"
     );
+}
+
+/// How far one phase may seem to precede the one before it. The timestamps
+/// come from different processes of one host (agent, engine, shim, the
+/// workload), all on its realtime clock, but an engine stamps a start only
+/// after the runtime's start returned, which a short native program's `main`
+/// can beat by a little.
+const PHASE_TOLERANCE_MS: f64 = 2.0;
+
+/// Every ok run's phases follow each other on the host's clock, for both
+/// engines, native and wasm: create ≤ start ≤ to_main ≤ exit ≤ remove.
+#[test]
+fn every_ok_run_has_its_phases_in_order() {
+    measured();
+    let rows = python::query_parquet(
+        &out_dir().join("results.parquet"),
+        "SELECT engine, target, host, scenario, iteration, \
+         create_ms, start_ms, to_main_ms, exit_ms, remove_ms \
+         FROM t WHERE ok ORDER BY ALL",
+    );
+    let rows = rows.as_array().expect("rows");
+    let names = [
+        "create_ms",
+        "start_ms",
+        "to_main_ms",
+        "exit_ms",
+        "remove_ms",
+    ];
+    let mut covered = BTreeSet::new();
+    for row in rows {
+        let phases: Vec<f64> = names
+            .iter()
+            .enumerate()
+            .map(|(index, name)| {
+                row[5 + index]
+                    .as_f64()
+                    .unwrap_or_else(|| panic!("no {name}: {row}"))
+            })
+            .collect();
+        eprintln!("{row}");
+        assert!(
+            phases[0] > 0.0,
+            "the create answer comes after its request: {row}"
+        );
+        for (pair, pair_names) in phases.windows(2).zip(names.windows(2)) {
+            assert!(
+                pair[0] <= pair[1] + PHASE_TOLERANCE_MS,
+                "{} {} > {} {}: {row}",
+                pair_names[0],
+                pair[0],
+                pair_names[1],
+                pair[1]
+            );
+        }
+        let engine = row[0].as_str().unwrap().to_string();
+        covered.insert((engine, row[1] == "wasm"));
+    }
+    let expected: BTreeSet<(String, bool)> = ["containerd", "docker"]
+        .into_iter()
+        .flat_map(|engine| [(engine.to_string(), false), (engine.to_string(), true)])
+        .collect();
+    assert_eq!(covered, expected, "both engines, native and wasm");
+
+    let types = python::parquet_types(&out_dir().join("results.parquet"));
+    for name in names {
+        assert_eq!(types[name], "double", "{name}: {types}");
+    }
+    let metrics = python::query_parquet(
+        &out_dir().join("summary.parquet"),
+        "SELECT DISTINCT metric FROM t ORDER BY metric",
+    );
+    for name in names {
+        assert!(
+            metrics
+                .as_array()
+                .expect("rows")
+                .iter()
+                .any(|row| row[0] == name),
+            "{name} summarised: {metrics}"
+        );
+    }
 }
 
 /// `ansible_connection: local`: the runner measures on its own machine, with

@@ -290,7 +290,9 @@ impl ContainerdEngine {
 
     /// Runs one container to completion. `create_requested_ns` is taken just before
     /// the container-create request; the snapshot, task creation and start that follow
-    /// are part of what the workload's marker is measured against.
+    /// are part of what the workload's marker is measured against. The start is the
+    /// shim's `/tasks/start` event, else the start reply; the exit is the shim's
+    /// timestamp; the removal is when task, container and snapshot are deleted.
     pub async fn run(&self, request: &RunRequest) -> Result<RunReport, EngineError> {
         let name = request.name.as_str();
         let fail = |message: String| EngineError::Container {
@@ -350,6 +352,7 @@ impl ContainerdEngine {
             .await;
 
         let mut cleanup = self.remove_container(name).await;
+        let removed_ns = cleanup.is_none().then(now_ns);
         if let Some(alias) = &alias
             && let Err(problem) = self.delete_image_record(alias, false).await
         {
@@ -373,15 +376,18 @@ impl ContainerdEngine {
             }
             None => None,
         };
-        let (exit_code, exited_ns) = outcome?;
+        let task = outcome?;
         if let Some(problem) = cleanup {
             return Err(fail(problem));
         }
         Ok(RunReport {
             create_requested_ns,
-            task_started_event_ns,
-            exited_ns,
-            exit_code,
+            created_ns: Some(task.created_ns),
+            started_ns: Some(task_started_event_ns.unwrap_or(task.start_replied_ns)),
+            exited_ns: task.exited_ns,
+            task_exited_ns: Some(task.exited_ns),
+            removed_ns,
+            exit_code: task.exit_code,
             stdout,
             stderr,
         })
@@ -430,8 +436,7 @@ impl Engine for ContainerdEngine {
 // ----------------------------------------------------------------- running ----
 
 impl ContainerdEngine {
-    /// Create container, snapshot and task, start, and wait. Returns exit code and
-    /// exit time (the shim's timestamp, host clock).
+    /// Create container, snapshot and task, start, and wait.
     async fn create_start_wait(
         &self,
         request: &RunRequest,
@@ -439,7 +444,7 @@ impl ContainerdEngine {
         image: &ResolvedImage,
         spec: serde_json::Value,
         output: &OutputCapture,
-    ) -> Result<(i64, u64), EngineError> {
+    ) -> Result<TaskRun, EngineError> {
         let name = request.name.as_str();
         let fail = |what: &str, status: &Status| EngineError::Container {
             name: name.to_string(),
@@ -495,6 +500,7 @@ impl ContainerdEngine {
             .create(self.request(create_task))
             .await
             .map_err(|s| fail("create task", &s))?;
+        let created_ns = now_ns();
 
         // Wait is requested before start so that no exit can be missed.
         let mut tasks = self.tasks();
@@ -517,6 +523,7 @@ impl ContainerdEngine {
             wait.abort();
             return Err(fail("start task", &status));
         }
+        let start_replied_ns = now_ns();
         let waited = match tokio::time::timeout(request.timeout, wait).await {
             Ok(joined) => joined.map_err(|error| EngineError::Container {
                 name: name.to_string(),
@@ -535,7 +542,12 @@ impl ContainerdEngine {
             .as_ref()
             .and_then(timestamp_ns)
             .unwrap_or_else(now_ns);
-        Ok((i64::from(exit.exit_status), exited_ns))
+        Ok(TaskRun {
+            exit_code: i64::from(exit.exit_status),
+            created_ns,
+            start_replied_ns,
+            exited_ns,
+        })
     }
 
     /// Kills and deletes the task, then deletes the container and its snapshot; each
@@ -650,6 +662,17 @@ impl ContainerdEngine {
         handle.abort();
         None
     }
+}
+
+/// What `create_start_wait` saw of a task, ns on the host's clock.
+struct TaskRun {
+    exit_code: i64,
+    /// Container, snapshot and task created: the last create request answered.
+    created_ns: u64,
+    /// The start request answered.
+    start_replied_ns: u64,
+    /// The shim's exit timestamp, else when the wait was answered.
+    exited_ns: u64,
 }
 
 /// The stdout/stderr FIFOs of one run and the tasks draining them. This process holds

@@ -219,11 +219,13 @@ impl Engine for DockerEngine {
             .create_container(Some(options), body)
             .await
             .map_err(failure)?;
+        let created_ns = now_ns();
         let outcome = async {
             self.docker
                 .start_container(&request.name, None)
                 .await
                 .map_err(failure)?;
+            let start_replied_ns = now_ns();
             let mut wait = self.docker.wait_container(&request.name, None);
             let exit_code = match tokio::time::timeout(request.timeout, wait.next()).await {
                 Err(_) => {
@@ -246,22 +248,31 @@ impl Engine for DockerEngine {
                 }
             };
             let exited_ns = now_ns();
-            let (stdout, stderr) = self.output(&request.name).await.map_err(failure)?;
+            let (output, stamps) =
+                tokio::join!(self.output(&request.name), self.task_stamps(&request.name));
+            let (stdout, stderr) = output.map_err(failure)?;
             Ok(RunReport {
                 create_requested_ns,
-                task_started_event_ns: None,
+                created_ns: Some(created_ns),
+                started_ns: Some(stamps.started_ns.unwrap_or(start_replied_ns)),
                 exited_ns,
+                task_exited_ns: Some(stamps.exited_ns.unwrap_or(exited_ns)),
+                removed_ns: None,
                 exit_code,
                 stdout,
                 stderr,
             })
         }
         .await;
-        let _ = self
+        let removed = self
             .docker
             .remove_container(&request.name, Some(remove))
             .await;
-        outcome
+        let removed_ns = now_ns();
+        outcome.map(|report| RunReport {
+            removed_ns: removed.is_ok().then_some(removed_ns),
+            ..report
+        })
     }
 
     async fn clean_up(&self, name: &str, _image_ref: &str) -> Result<(), EngineError> {
@@ -282,6 +293,21 @@ impl DockerEngine {
                 name: name.to_string(),
                 message: error.to_string(),
             }),
+        }
+    }
+
+    /// When the task started and exited, as the daemon recorded them: the
+    /// start when the runtime's start returned, the exit as the runtime's exit
+    /// event dated it. A container that cannot be inspected has neither.
+    async fn task_stamps(&self, name: &str) -> TaskStamps {
+        let state = match self.docker.inspect_container(name, None).await {
+            Ok(container) => container.state.unwrap_or_default(),
+            Err(_) => return TaskStamps::default(),
+        };
+        let stamp = |text: Option<String>| text.as_deref().and_then(rfc3339_ns);
+        TaskStamps {
+            started_ns: stamp(state.started_at),
+            exited_ns: stamp(state.finished_at),
         }
     }
 
@@ -307,5 +333,52 @@ impl DockerEngine {
     }
 }
 
+/// The daemon's own timestamps of a container's task, ns since the epoch.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct TaskStamps {
+    started_ns: Option<u64>,
+    exited_ns: Option<u64>,
+}
+
+/// Docker's RFC 3339 time in UTC with up to nanoseconds, as ns since the
+/// epoch. `None` for the zero time (`0001-01-01T00:00:00Z`) the daemon shows
+/// for a phase that did not happen, and for anything it cannot read.
+fn rfc3339_ns(text: &str) -> Option<u64> {
+    let time = humantime::parse_rfc3339(text).ok()?;
+    let since_epoch = time.duration_since(std::time::UNIX_EPOCH).ok()?;
+    u64::try_from(since_epoch.as_nanos()).ok()
+}
+
 /// How long a pull may take before the engine's own timeout applies.
 pub const PULL_TIMEOUT: Duration = Duration::from_secs(600);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn daemon_timestamps_keep_their_nanoseconds() {
+        assert_eq!(
+            rfc3339_ns("2026-11-29T21:14:02.123456789Z"),
+            Some(1_795_986_842_123_456_789)
+        );
+        // Go drops trailing zeros of the fraction.
+        assert_eq!(
+            rfc3339_ns("2026-11-29T21:14:02.1Z"),
+            Some(1_795_986_842_100_000_000)
+        );
+        assert_eq!(
+            rfc3339_ns("2026-11-29T21:14:02Z"),
+            Some(1_795_986_842_000_000_000)
+        );
+    }
+
+    #[test]
+    fn the_zero_time_and_garbage_are_no_timestamp() {
+        assert_eq!(rfc3339_ns("0001-01-01T00:00:00Z"), None);
+        assert_eq!(rfc3339_ns(""), None);
+        assert_eq!(rfc3339_ns("yesterday"), None);
+        // Docker writes UTC; an offset is not read.
+        assert_eq!(rfc3339_ns("2026-11-29T22:14:02.5+01:00"), None);
+    }
+}

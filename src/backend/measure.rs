@@ -17,7 +17,8 @@ pub struct OutputCheck {
 }
 
 /// Builds the record of one run. `to_main` is the workload's main-start
-/// timestamp minus the create request's, both read on the host's clock.
+/// timestamp minus the create request's, both read on the host's clock; the
+/// other phases are offsets from the same create request.
 pub fn record(
     image_ref: &str,
     image_digest: &str,
@@ -55,16 +56,20 @@ pub fn record(
             tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
         ));
     }
-    let ms = |ns: i128| ns as f64 / 1e6;
+    // Signed: a clock step between two readings must show, not wrap.
+    let since_create =
+        |ns: u64| (i128::from(ns) - i128::from(run.create_requested_ns)) as f64 / 1e6;
     RunRecord {
         image_ref: image_ref.to_string(),
         image_digest: image_digest.to_string(),
         pull_ms: pull.map(|pull| pull.duration.as_secs_f64() * 1e3),
         pulled_bytes: pull.map(|pull| pull.bytes_transferred),
-        to_main_ms: main_ns.map(|main| ms(i128::from(main) - i128::from(run.create_requested_ns))),
-        run_ms: Some(ms(
-            i128::from(run.exited_ns) - i128::from(run.create_requested_ns)
-        )),
+        create_ms: run.created_ns.map(since_create),
+        start_ms: run.started_ns.map(since_create),
+        to_main_ms: main_ns.map(since_create),
+        exit_ms: run.task_exited_ns.map(since_create),
+        remove_ms: run.removed_ns.map(since_create),
+        run_ms: Some(since_create(run.exited_ns)),
         exit_code: Some(run.exit_code),
         ok: problems.is_empty(),
         started_at_ms: Some(run.create_requested_ns / 1_000_000),
@@ -96,16 +101,28 @@ mod tests {
         }
     }
 
+    /// A run that exited 0 with nothing on stderr and no phases.
+    fn report(create_requested_ns: u64, exited_ns: u64, stdout: &str) -> RunReport {
+        RunReport {
+            create_requested_ns,
+            created_ns: None,
+            started_ns: None,
+            exited_ns,
+            task_exited_ns: None,
+            removed_ns: None,
+            exit_code: 0,
+            stdout: stdout.into(),
+            stderr: String::new(),
+        }
+    }
+
     #[test]
     fn to_main_is_marker_minus_create_on_one_clock() {
-        let run = RunReport {
-            create_requested_ns: 1_000_000_000,
-            task_started_event_ns: None,
-            exited_ns: 1_250_000_000,
-            exit_code: 0,
-            stdout: "PIPELINE_MAIN_START_NS=1120000000\nPIPELINE_RESULT status=ok sum=1\n".into(),
-            stderr: String::new(),
-        };
+        let run = report(
+            1_000_000_000,
+            1_250_000_000,
+            "PIPELINE_MAIN_START_NS=1120000000\nPIPELINE_RESULT status=ok sum=1\n",
+        );
         let record = record("r", "d", None, &run, &check());
         assert!(record.ok, "{:?}", record.error);
         assert!((record.to_main_ms.unwrap() - 120.0).abs() < 1e-9);
@@ -114,14 +131,77 @@ mod tests {
     }
 
     #[test]
+    fn phases_are_offsets_from_the_create_request_in_order() {
+        let run = RunReport {
+            created_ns: Some(1_030_000_000),
+            started_ns: Some(1_045_500_000),
+            task_exited_ns: Some(1_200_000_000),
+            removed_ns: Some(1_260_250_000),
+            ..report(
+                1_000_000_000,
+                1_201_000_000,
+                "PIPELINE_MAIN_START_NS=1120000000\nPIPELINE_RESULT status=ok\n",
+            )
+        };
+        let record = record("r", "d", None, &run, &check());
+        let phases = [
+            record.create_ms,
+            record.start_ms,
+            record.to_main_ms,
+            record.exit_ms,
+            record.remove_ms,
+        ]
+        .map(Option::unwrap);
+        let expected = [30.0, 45.5, 120.0, 200.0, 260.25];
+        for (phase, expected) in phases.iter().zip(expected) {
+            assert!((phase - expected).abs() < 1e-9, "{phases:?}");
+        }
+        assert!(phases.is_sorted(), "{phases:?}");
+        // run_ms still ends where the agent learned of the exit.
+        assert!((record.run_ms.unwrap() - 201.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_phase_the_engine_did_not_give_stays_empty() {
+        let run = RunReport {
+            created_ns: Some(1_030_000_000),
+            task_exited_ns: Some(1_200_000_000),
+            ..report(
+                1_000_000_000,
+                1_200_000_000,
+                "PIPELINE_MAIN_START_NS=1120000000\nPIPELINE_RESULT status=ok\n",
+            )
+        };
+        let record = record("r", "d", None, &run, &check());
+        assert!(record.ok, "{:?}", record.error);
+        assert_eq!((record.start_ms, record.remove_ms), (None, None));
+        assert!((record.create_ms.unwrap() - 30.0).abs() < 1e-9);
+        assert!((record.exit_ms.unwrap() - 200.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_phase_stamped_before_the_create_request_is_negative() {
+        let run = RunReport {
+            started_ns: Some(999_000_000),
+            ..report(
+                1_000_000_000,
+                1_100_000_000,
+                "PIPELINE_MAIN_START_NS=1050000000\n",
+            )
+        };
+        assert!((record("r", "d", None, &run, &check()).start_ms.unwrap() + 1.0).abs() < 1e-9);
+    }
+
+    #[test]
     fn a_wrong_result_or_exit_code_is_not_ok_but_kept() {
         let run = RunReport {
-            create_requested_ns: 0,
-            task_started_event_ns: None,
-            exited_ns: 1,
             exit_code: 1,
-            stdout: "PIPELINE_MAIN_START_NS=5\nPIPELINE_RESULT status=fail\n".into(),
             stderr: "boom\n".into(),
+            ..report(
+                0,
+                1,
+                "PIPELINE_MAIN_START_NS=5\nPIPELINE_RESULT status=fail\n",
+            )
         };
         let record = record("r", "d", None, &run, &check());
         assert!(!record.ok);
@@ -140,12 +220,8 @@ mod tests {
         let mut check = check();
         check.result = None;
         let mut run = RunReport {
-            create_requested_ns: 0,
-            task_started_event_ns: None,
-            exited_ns: 1,
-            exit_code: 0,
-            stdout: "PIPELINE_MAIN_START_NS=5\nno result line here\n".into(),
             stderr: "warming up\nerror: cannot open input.txt  \n\n".into(),
+            ..report(0, 1, "PIPELINE_MAIN_START_NS=5\nno result line here\n")
         };
         let measured = record("r", "d", None, &run, &check);
         assert!(measured.ok, "{:?}", measured.error);
@@ -167,14 +243,11 @@ mod tests {
         let mut check = check();
         check.marker = Regex::new(r"Main function started at: (?P<ts>\d+) ms").unwrap();
         check.marker_unit = TimeUnit::Ms;
-        let run = RunReport {
-            create_requested_ns: 1_000_000_000,
-            task_started_event_ns: None,
-            exited_ns: 2_000_000_000,
-            exit_code: 0,
-            stdout: "Main function started at: 1300 ms\nPIPELINE_RESULT status=ok\n".into(),
-            stderr: String::new(),
-        };
+        let run = report(
+            1_000_000_000,
+            2_000_000_000,
+            "Main function started at: 1300 ms\nPIPELINE_RESULT status=ok\n",
+        );
         assert!((record("r", "d", None, &run, &check).to_main_ms.unwrap() - 300.0).abs() < 1e-9);
     }
 }

@@ -248,14 +248,27 @@ pub struct RunRequest {
     pub env: Vec<String>,
 }
 
+/// One run as an engine saw it. Every timestamp is ns since the epoch on the
+/// host's wall clock, where the agent and the engine both run; the phases are
+/// `None` where the engine could not give them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunReport {
-    /// The host's wall clock (ns since the epoch) just before the create request.
+    /// Just before the create request: the origin of every phase.
     pub create_requested_ns: u64,
-    /// When the engine reported the task started, if it does; after the
-    /// runtime's start returned, so possibly after a short program's main.
-    pub task_started_event_ns: Option<u64>,
+    /// The create request answered (containerd: container, snapshot and task
+    /// created).
+    pub created_ns: Option<u64>,
+    /// The task started, as the engine stamped it, else when its start
+    /// request was answered. Engines stamp it after the runtime's start
+    /// returned, so a short program's main can come slightly earlier.
+    pub started_ns: Option<u64>,
+    /// When the agent learned of the exit: what `run_ms` has always measured.
     pub exited_ns: u64,
+    /// The task exited, as the engine stamped it, else when its wait
+    /// request was answered.
+    pub task_exited_ns: Option<u64>,
+    /// The container and its task were gone: the remove request answered.
+    pub removed_ns: Option<u64>,
     pub exit_code: i64,
     pub stdout: String,
     pub stderr: String,

@@ -697,7 +697,7 @@ impl<'a> Resolver<'a> {
                 let Some(source_tree) = source_tree else {
                     continue;
                 };
-                let Some(vendor) =
+                let Ok(vendor) =
                     self.vendor_source(&template_dir, workload_name, language_name, language)
                 else {
                     continue;
@@ -1128,23 +1128,23 @@ impl<'a> Resolver<'a> {
         workload: &str,
         language: &str,
         blame: &Located<String>,
-    ) -> Option<Option<VendorSource>> {
+    ) -> Result<Option<VendorSource>, Reported> {
         let path = template_dir.join("vendor.yaml");
         if !path.exists() {
-            return Some(None);
+            return Ok(None);
         }
         let text = match crate::limits::read_regular_file(&path) {
             Ok(text) => text,
             Err(error) => {
                 self.error(blame, format!("failed to read {}: {error}", path.display()));
-                return None;
+                return Err(Reported);
             }
         };
         let spec = match crate::spec::parse_vendor_spec(&text, &path) {
             Ok(spec) => spec,
             Err(diagnostics) => {
                 self.diagnostics.0.extend(diagnostics.0);
-                return None;
+                return Err(Reported);
             }
         };
         let errors_before = self.diagnostics.0.len();
@@ -1178,7 +1178,7 @@ impl<'a> Resolver<'a> {
             }
         }
         if self.diagnostics.0.len() != errors_before {
-            return None;
+            return Err(Reported);
         }
         let sources = PathBuf::from("workloads").join(workload).join(language);
         let source_dir = self.sources.project_root.join(&sources);
@@ -1190,17 +1190,17 @@ impl<'a> Resolver<'a> {
         for name in &spec.keys.value {
             let file = source_dir.join(name);
             if !file.exists() {
-                return Some(None);
+                return Ok(None);
             }
             match crate::limits::read_regular_file(&file) {
                 Ok(contents) => key.str(name, &contents),
                 Err(error) => {
                     self.error(blame, format!("failed to read {}: {error}", file.display()));
-                    return None;
+                    return Err(Reported);
                 }
             };
         }
-        Some(Some(VendorSource {
+        Ok(Some(VendorSource {
             command: spec.command.value,
             output: spec.output.value,
             sources,
@@ -1743,6 +1743,9 @@ fn host_fingerprint(host: &HostSettings) -> Fingerprint {
     };
     builder.finish()
 }
+
+/// A problem was added to the diagnostics; the caller skips what it was making.
+struct Reported;
 
 fn per_kind<T>(settings: &PerStageKind<T>, kind: StageKind) -> Option<&T> {
     match kind {

@@ -379,6 +379,9 @@ fn result_columns(
         .collect();
     let cell = |run: &crate::plan::RunSubject| &experiment.cells[run.cell];
     let image = |run: &crate::plan::RunSubject| &experiment.images[cell(run).image];
+    let phase = |ms: fn(&RunRecord) -> Option<f64>| {
+        Column::Float(rows.iter().map(|(_, record)| ms(record)).collect())
+    };
     vec![
         (
             "experiment",
@@ -483,16 +486,12 @@ fn result_columns(
             true,
             Column::Unsigned(rows.iter().map(|(_, r)| r.pulled_bytes).collect()),
         ),
-        (
-            "to_main_ms",
-            true,
-            Column::Float(rows.iter().map(|(_, r)| r.to_main_ms).collect()),
-        ),
-        (
-            "run_ms",
-            true,
-            Column::Float(rows.iter().map(|(_, r)| r.run_ms).collect()),
-        ),
+        ("create_ms", true, phase(|r| r.create_ms)),
+        ("start_ms", true, phase(|r| r.start_ms)),
+        ("to_main_ms", true, phase(|r| r.to_main_ms)),
+        ("exit_ms", true, phase(|r| r.exit_ms)),
+        ("remove_ms", true, phase(|r| r.remove_ms)),
+        ("run_ms", true, phase(|r| r.run_ms)),
         (
             "exit_code",
             true,
@@ -546,17 +545,18 @@ fn ok_runs_by_cell<'a>(
 }
 
 /// Each summarised metric, by column name, with its values over `records`.
-fn metric_values(records: &[&RunRecord]) -> [(&'static str, Vec<f64>); 3] {
+fn metric_values(records: &[&RunRecord]) -> [(&'static str, Vec<f64>); 7] {
+    let values = |field: fn(&RunRecord) -> Option<f64>| -> Vec<f64> {
+        records.iter().filter_map(|record| field(record)).collect()
+    };
     [
-        (
-            "pull_ms",
-            records.iter().filter_map(|r| r.pull_ms).collect(),
-        ),
-        (
-            "to_main_ms",
-            records.iter().filter_map(|r| r.to_main_ms).collect(),
-        ),
-        ("run_ms", records.iter().filter_map(|r| r.run_ms).collect()),
+        ("pull_ms", values(|r| r.pull_ms)),
+        ("create_ms", values(|r| r.create_ms)),
+        ("start_ms", values(|r| r.start_ms)),
+        ("to_main_ms", values(|r| r.to_main_ms)),
+        ("exit_ms", values(|r| r.exit_ms)),
+        ("remove_ms", values(|r| r.remove_ms)),
+        ("run_ms", values(|r| r.run_ms)),
     ]
 }
 

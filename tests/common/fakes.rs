@@ -740,14 +740,19 @@ impl FakeSession {
         let ms = |ns: u64| ns as f64 / 1e6;
         let pull_ms = |ns: u64| Duration::from_nanos(ns).as_secs_f64() * 1e3;
         let to_main_ns = 20_000_000 + hash % 20_000_000;
+        let exit_ns = to_main_ns + 5_000_000 + hash % 3_000_000;
         let fresh = measure.scenario == Scenario::Fresh;
         Ok(RunRecord {
             image_ref: measure.image_ref.clone(),
             image_digest: manifest.digest.clone(),
             pull_ms: fresh.then(|| pull_ms(100_000_000 + hash % 500_000_000)),
             pulled_bytes: fresh.then(|| manifest.compressed_size()),
+            create_ms: Some(ms(to_main_ns / 4)),
+            start_ms: Some(ms(to_main_ns / 2)),
             to_main_ms: Some(ms(to_main_ns)),
-            run_ms: Some(ms(to_main_ns + 5_000_000 + hash % 3_000_000)),
+            exit_ms: Some(ms(exit_ns)),
+            remove_ms: Some(ms(exit_ns + 9_000_000)),
+            run_ms: Some(ms(exit_ns)),
             exit_code: Some(0),
             ok: true,
             started_at_ms: Some(pipeline::events::now_ms()),

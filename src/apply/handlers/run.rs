@@ -48,6 +48,10 @@ pub async fn run(
         "pull {:?} ms ({:?} bytes), to main {:?} ms, run {:?} ms, exit {:?}",
         record.pull_ms, record.pulled_bytes, record.to_main_ms, record.run_ms, record.exit_code
     ));
+    job.log.line(format!(
+        "phases (ms from the create request): create {:?}, start {:?}, main {:?}, exit {:?}, remove {:?}",
+        record.create_ms, record.start_ms, record.to_main_ms, record.exit_ms, record.remove_ms
+    ));
     // The whole output goes to the stage log, and only there.
     let output = std::mem::take(&mut record.output);
     for (stream, text) in [("stdout", &output.stdout), ("stderr", &output.stderr)] {
