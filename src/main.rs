@@ -480,11 +480,7 @@ fn lab_layout(
     let root = std::path::absolute(dir).map_err(|error| {
         Failure::Runtime(format!("failed to resolve {}: {error}", dir.display()))
     })?;
-    Ok(lab::LabLayout {
-        root,
-        deps,
-        shim: None,
-    })
+    Ok(lab::LabLayout::new(root, deps))
 }
 
 fn run_agent() -> Result<(), Failure> {
