@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 pub use identity::{IdentityError, ProcessIdentity, Runner, Verdict};
 use probe::Probe;
-use process::{Daemon, Recorded, run_checked, terminate};
+use process::{Daemon, Recorded, Spawned, run_checked, terminate};
 pub use registration::MACHINE_REGISTRATION;
 use registration::{Claim, Registration};
 
@@ -254,9 +254,19 @@ const LOG_TAIL_LINES: usize = 20;
 impl LabState {
     /// The recorded state; `None` when there is none or it cannot be read.
     pub fn load(layout: &LabLayout) -> Option<LabState> {
+        LabState::read(layout).ok().flatten()
+    }
+
+    /// The recorded state, `None` when there is none, and an error when
+    /// there is one this version cannot read.
+    pub fn read(layout: &LabLayout) -> Result<Option<LabState>, LabError> {
         match read_state(&layout.state_file()) {
-            StateFile::Recorded(state) => Some(*state),
-            StateFile::Missing | StateFile::Unreadable(_) => None,
+            StateFile::Missing => Ok(None),
+            StateFile::Recorded(state) => Ok(Some(*state)),
+            StateFile::Unreadable(reason) => Err(LabError::UnreadableState {
+                path: layout.state_file(),
+                reason,
+            }),
         }
     }
 
@@ -830,7 +840,7 @@ fn start_registry(
             tls.map(|files| (files.certificate.as_path(), files.key.as_path())),
         ),
     )?;
-    let pid = Daemon::new("unshare")
+    let spawned = Daemon::new("unshare")
         .args(["--mount", "--propagation", "slave", "--"])
         .args([
             "/usr/bin/docker-registry",
@@ -839,9 +849,10 @@ fn start_registry(
         ])
         .log(&log)
         .spawn()?;
+    let pid = spawned.pid;
     let component = Starting {
         what: format!("the registry on {address}"),
-        pid,
+        spawned,
         log,
         limit: Duration::from_secs(10),
     };
@@ -863,7 +874,7 @@ fn answers_on_own_port(probe: &Probe, pid: u32) -> Result<(), String> {
 /// A process just started, until it serves.
 struct Starting {
     what: String,
-    pid: u32,
+    spawned: Spawned,
     log: PathBuf,
     limit: Duration,
 }
@@ -871,26 +882,27 @@ struct Starting {
 impl Starting {
     /// Waits until `ready` holds, then records the process's identity. A
     /// process that exits, or does not become ready in time, is an error
-    /// with the tail of its log. The identity is read only once it is ready:
-    /// by then `nsenter` and `unshare` have entered the namespaces for good.
+    /// with the tail of its log, and is killed if it still runs. The
+    /// identity is read only once it is ready: by then `nsenter` and
+    /// `unshare` have entered the namespaces for good.
     fn await_serving(
         self,
         runner: &Runner,
         mut ready: impl FnMut() -> Result<(), String>,
     ) -> Result<ProcessIdentity, LabError> {
+        let pid = self.spawned.pid;
         let started = Instant::now();
         let why = loop {
-            if !identity::alive(self.pid) {
-                break format!("its process {} exited", self.pid);
+            if !identity::alive(pid) {
+                break format!("its process {pid} exited");
             }
             match ready() {
                 Ok(()) => {
-                    let identity = ProcessIdentity::observe(self.pid)?;
+                    let identity = ProcessIdentity::observe(pid)?;
                     if identity.mount_namespace == runner.mount_namespace {
                         break format!(
-                            "its process {} runs in the runner's mount namespace, \
-                             where `lab down` could never stop it",
-                            self.pid
+                            "its process {pid} runs in the runner's mount namespace, \
+                             where `lab down` could never stop it"
                         );
                     }
                     return Ok(identity);
@@ -901,6 +913,7 @@ impl Starting {
                 Err(_) => std::thread::sleep(Duration::from_millis(50)),
             }
         };
+        self.spawned.kill();
         Err(LabError::NotServing {
             what: self.what,
             why,
@@ -940,11 +953,11 @@ fn start_anchor(
             script,
         ])
         .log(&log);
-    let pid = daemon.spawn()?;
-    let ready = PathBuf::from(format!("/proc/{pid}/root/run/sshd"));
+    let spawned = daemon.spawn()?;
+    let ready = PathBuf::from(format!("/proc/{}/root/run/sshd", spawned.pid));
     let component = Starting {
         what: format!("the namespace of {name}"),
-        pid,
+        spawned,
         log,
         limit: Duration::from_secs(5),
     };
@@ -975,8 +988,32 @@ fn start_engines(
     network: Option<&str>,
     runner: &Runner,
 ) -> Result<EngineSet, LabError> {
-    let dir = layout.host_dir(name);
     let anchor = start_anchor(layout, name, network, runner)?;
+    match start_daemons(layout, name, &anchor, runner) {
+        Ok((containerd, dockerd)) => Ok(EngineSet {
+            anchor,
+            containerd,
+            dockerd,
+        }),
+        Err(error) => {
+            // Not recorded yet: whatever started in the namespace is
+            // stopped here, or nothing would stop it.
+            let anchor = Recorded::new(format!("anchor of {name}"), &anchor);
+            process::kill_namespace_members(&anchor, runner, &mut |_| {});
+            terminate(&[anchor], Duration::from_secs(5), runner, &mut |_| {});
+            Err(error)
+        }
+    }
+}
+
+/// containerd, then dockerd on it, in the anchor's namespaces.
+fn start_daemons(
+    layout: &LabLayout,
+    name: &str,
+    anchor: &ProcessIdentity,
+    runner: &Runner,
+) -> Result<(ProcessIdentity, ProcessIdentity), LabError> {
+    let dir = layout.host_dir(name);
     let path = format!("PATH={}", layout.daemon_path());
     // Go's TLS stack reads SSL_CERT_FILE: both daemons trust the lab CA (and
     // the machine's CAs) without touching the machine's trust store.
@@ -992,7 +1029,7 @@ fn start_engines(
         &config::registry_hosts_toml(&layout.registry_address()),
     )?;
     let log = dir.join("log/containerd.log");
-    let pid = in_anchor(anchor.pid, "env")
+    let spawned = in_anchor(anchor.pid, "env")
         .args([
             path.as_str(),
             trust.as_str(),
@@ -1005,7 +1042,7 @@ fn start_engines(
     let (containerd_probe, docker_probe) = engine_probes(anchor.pid);
     let containerd = Starting {
         what: format!("containerd of {name}"),
-        pid,
+        spawned,
         log,
         limit: Duration::from_secs(10),
     }
@@ -1017,7 +1054,7 @@ fn start_engines(
         &config::docker_daemon_json(&dir, name, &layout.registry_address()),
     )?;
     let log = dir.join("log/dockerd.log");
-    let pid = in_anchor(anchor.pid, "env")
+    let spawned = in_anchor(anchor.pid, "env")
         .args([
             path.as_str(),
             trust.as_str(),
@@ -1029,16 +1066,12 @@ fn start_engines(
         .spawn()?;
     let dockerd = Starting {
         what: format!("dockerd of {name}"),
-        pid,
+        spawned,
         log,
         limit: Duration::from_secs(30),
     }
     .await_serving(runner, || docker_probe.ask())?;
-    Ok(EngineSet {
-        anchor,
-        containerd,
-        dockerd,
-    })
+    Ok((containerd, dockerd))
 }
 
 fn start_host(layout: &LabLayout, host: &LabHost, runner: &Runner) -> Result<HostState, LabError> {
@@ -1051,7 +1084,7 @@ fn start_host(layout: &LabLayout, host: &LabHost, runner: &Runner) -> Result<Hos
         &config::sshd_config(layout, &host.name, &layout.daemon_path()),
     )?;
     let log = dir.join("log/sshd.log");
-    let pid = in_anchor(engines.anchor.pid, "/usr/sbin/sshd")
+    let spawned = in_anchor(engines.anchor.pid, "/usr/sbin/sshd")
         .args([
             "-D",
             "-f",
@@ -1064,13 +1097,22 @@ fn start_host(layout: &LabLayout, host: &LabHost, runner: &Runner) -> Result<Hos
     let probe = Probe::Ssh {
         address: format!("{}:22", host.address),
     };
+    let pid = spawned.pid;
     let sshd = Starting {
         what: format!("sshd of {}", host.name),
-        pid,
+        spawned,
         log,
         limit: Duration::from_secs(5),
     }
-    .await_serving(runner, || answers_on_own_port(&probe, pid))?;
+    .await_serving(runner, || answers_on_own_port(&probe, pid));
+    let sshd = match sshd {
+        Ok(sshd) => sshd,
+        Err(error) => {
+            // Not recorded yet: stopped here, or nothing would stop it.
+            stop_engine_set(&engines, &host.name, &[], runner, &mut |_| {});
+            return Err(error);
+        }
+    };
     Ok(HostState {
         host: host.clone(),
         anchor: engines.anchor.clone(),
@@ -1268,27 +1310,49 @@ mod tests {
     }
 
     /// A component that dies, or runs without answering, fails `up` with
-    /// the tail of its log; a component recorded in the runner's own mount
-    /// namespace is refused, since `down` could never stop it.
+    /// the tail of its log and is not left running; a component in the
+    /// runner's own mount namespace is refused, since `down` could never stop it.
     #[test]
     fn a_component_that_does_not_serve_fails_with_its_log() {
         let dir = tempfile::tempdir().expect("temporary folder");
         let runner = Runner::current().expect("own facts");
-        let start = |script: &str, limit: u64| {
+        let start = |program: &[&str], limit: u64| {
             let log = dir.path().join("component.log");
-            let pid = Daemon::new("unshare")
-                .args(["--mount", "--propagation", "slave", "sh", "-c", script])
+            let spawned = Daemon::new(program[0])
+                .args(&program[1..])
                 .log(&log)
                 .spawn()
                 .expect("spawn");
             Starting {
                 what: "the test component".into(),
-                pid,
+                spawned,
                 log,
                 limit: Duration::from_secs(limit),
             }
         };
-        let dies = start("echo listening failed: address in use >&2; exit 3", 10);
+        let gone = |pid: u32| {
+            let started = Instant::now();
+            while identity::alive(pid) && started.elapsed() < Duration::from_secs(5) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            !identity::alive(pid)
+        };
+        let in_own_namespace = |script: &'static str| {
+            [
+                "unshare",
+                "--mount",
+                "--propagation",
+                "slave",
+                "sh",
+                "-c",
+                script,
+            ]
+        };
+
+        let dies = start(
+            &in_own_namespace("echo listening failed: address in use >&2; exit 3"),
+            10,
+        );
         let message = dies
             .await_serving(&runner, || Err("not yet".into()))
             .expect_err("it exited")
@@ -1303,8 +1367,8 @@ mod tests {
             "{message}"
         );
 
-        let silent = start("echo started; exec sleep 30", 1);
-        let pid = silent.pid;
+        let silent = start(&in_own_namespace("echo started; exec sleep 30"), 1);
+        let pid = silent.spawned.pid;
         let message = silent
             .await_serving(&runner, || Err("GET /v2/ got no answer".into()))
             .expect_err("never ready")
@@ -1314,27 +1378,18 @@ mod tests {
             "{message}"
         );
         assert!(message.contains("started"), "{message}");
-        let _ = run_checked("kill", &["-KILL", &pid.to_string()]);
+        assert!(gone(pid), "a component that never served is killed");
 
-        let log = dir.path().join("runner-namespace.log");
-        let pid = Daemon::new("sleep")
-            .args(["30"])
-            .log(&log)
-            .spawn()
-            .expect("spawn");
-        let message = Starting {
-            what: "a daemon in the runner's namespace".into(),
-            pid,
-            log,
-            limit: Duration::from_secs(1),
-        }
-        .await_serving(&runner, || Ok(()))
-        .expect_err("refused")
-        .to_string();
+        let beside_runner = start(&["sleep", "30"], 1);
+        let pid = beside_runner.spawned.pid;
+        let message = beside_runner
+            .await_serving(&runner, || Ok(()))
+            .expect_err("refused")
+            .to_string();
         assert!(
             message.contains("runs in the runner's mount namespace"),
             "{message}"
         );
-        let _ = run_checked("kill", &["-KILL", &pid.to_string()]);
+        assert!(gone(pid), "a refused component is killed");
     }
 }

@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rustix::process::Signal;
+use std::os::fd::OwnedFd;
+
+use rustix::process::{Pid, PidfdFlags, Signal, pidfd_open, pidfd_send_signal};
 
 use super::LabError;
 use super::identity::{self, Pinned, ProcessIdentity, Runner, Verdict};
@@ -39,7 +41,9 @@ impl Daemon {
         self
     }
 
-    pub fn spawn(self) -> Result<u32, LabError> {
+    /// Starts the program; the pidfd is taken while the child is not yet
+    /// reaped, so it names this very process whatever happens to the PID.
+    pub fn spawn(self) -> Result<Spawned, LabError> {
         let command_text = format!("{} {}", self.program, self.args.join(" "));
         let failure = |message: String| LabError::Command {
             command: command_text.clone(),
@@ -71,9 +75,30 @@ impl Daemon {
             .process_group(0)
             .spawn()
             .map_err(|error| failure(error.to_string()))?;
+        let pid = child.id();
+        let pidfd = i32::try_from(pid)
+            .ok()
+            .and_then(Pid::from_raw)
+            .ok_or_else(|| failure(format!("{pid} is not a valid process id")))
+            .and_then(|raw| {
+                pidfd_open(raw, PidfdFlags::empty()).map_err(|error| failure(error.to_string()))
+            })?;
         // The child outlives this process on purpose; `lab down` stops it
         // after proving it is still this child (see `identity`).
-        Ok(child.id())
+        Ok(Spawned { pid, pidfd })
+    }
+}
+
+/// A process just started, held by a pidfd until it is known to serve.
+pub struct Spawned {
+    pub pid: u32,
+    pidfd: OwnedFd,
+}
+
+impl Spawned {
+    /// Kills it: a part that did not start is not left running unrecorded.
+    pub fn kill(&self) {
+        let _ = pidfd_send_signal(&self.pidfd, Signal::KILL);
     }
 }
 
