@@ -140,7 +140,14 @@ impl ProcessIdentity {
                 stat.start_ticks, self.start_ticks
             )));
         }
-        let mount = namespace_inode(&proc_name, "mnt").map_err(|_| Gone)?;
+        let mount = match namespace_inode(&proc_name, "mnt") {
+            Ok(mount) => mount,
+            Err(reason) => {
+                return Ok(Some(format!(
+                    "its mount namespace cannot be read: {reason}"
+                )));
+            }
+        };
         if mount == runner.mount_namespace {
             return Ok(Some("it shares this runner's mount namespace".into()));
         }
@@ -150,7 +157,14 @@ impl ProcessIdentity {
                 self.mount_namespace
             )));
         }
-        let net = namespace_inode(&proc_name, "net").map_err(|_| Gone)?;
+        let net = match namespace_inode(&proc_name, "net") {
+            Ok(net) => net,
+            Err(reason) => {
+                return Ok(Some(format!(
+                    "its network namespace cannot be read: {reason}"
+                )));
+            }
+        };
         if net != self.net_namespace {
             return Ok(Some(format!(
                 "its network namespace is {net}, the lab's process's was {}",
