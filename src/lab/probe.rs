@@ -398,14 +398,7 @@ mod tests {
             );
 
             send(&registry, Signal::STOP);
-            // The stop lands when the kernel next schedules the process.
-            let stat = format!("/proc/{}/stat", registry.0.id());
-            while !fs_err::read_to_string(&stat).is_ok_and(|text| {
-                text.rsplit_once(") ")
-                    .is_some_and(|(_, rest)| rest.starts_with('T'))
-            }) {
-                std::thread::sleep(Duration::from_millis(10));
-            }
+            wait_until_stopped(registry.0.id());
             let started = std::time::Instant::now();
             let why = probe.ask().expect_err("a stopped registry does not answer");
             assert!(why.contains("no answer"), "{why}");
@@ -415,5 +408,123 @@ mod tests {
                 .ask()
                 .unwrap_or_else(|why| panic!("continued, it serves again: {why}"));
         }
+    }
+
+    fn wait_until_stopped(pid: u32) {
+        // The stop lands when the kernel next schedules the process.
+        let stat = format!("/proc/{pid}/stat");
+        while !fs_err::read_to_string(&stat).is_ok_and(|text| {
+            text.rsplit_once(") ")
+                .is_some_and(|(_, rest)| rest.starts_with('T'))
+        }) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// containerd as the lab runs it (the prefix's, else the machine's),
+    /// on a socket in a temporary folder: its version answers; stopped, the
+    /// probe gives up within the bound; continued, it answers again.
+    #[test]
+    fn a_stopped_containerd_is_not_serving_and_a_continued_one_is() {
+        use rustix::process::Signal;
+        let prefix = std::env::var_os("PIPELINE_DEPS")
+            .map(std::path::PathBuf::from)
+            .or_else(|| {
+                std::env::var_os("HOME")
+                    .map(|home| std::path::PathBuf::from(home).join(".cache/pipeline/deps"))
+            });
+        let program = prefix
+            .map(|prefix| prefix.join("bin/containerd"))
+            .filter(|path| path.exists())
+            .unwrap_or_else(|| "containerd".into());
+        let dir = tempfile::tempdir().expect("temporary folder");
+        let socket = dir.path().join("c.sock");
+        let config = dir.path().join("config.toml");
+        fs_err::write(
+            &config,
+            format!(
+                "version = 2\nroot = \"{root}\"\nstate = \"{state}\"\n\
+                 disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
+                 [grpc]\n  address = \"{socket}\"\n[ttrpc]\n  address = \"{socket}.ttrpc\"\n",
+                root = dir.path().join("root").display(),
+                state = dir.path().join("state").display(),
+                socket = socket.display(),
+            ),
+        )
+        .expect("write the config");
+        let containerd = Child(
+            std::process::Command::new(&program)
+                .arg("--config")
+                .arg(&config)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap_or_else(|error| {
+                    panic!(
+                        "{} does not start (scripts/install-deps): {error}",
+                        program.display()
+                    )
+                }),
+        );
+        let probe = Probe::Containerd {
+            socket: socket.display().to_string(),
+        };
+        until_ready(&probe).unwrap_or_else(|why| panic!("containerd never served: {why}"));
+
+        send(&containerd, Signal::STOP);
+        wait_until_stopped(containerd.0.id());
+        let started = std::time::Instant::now();
+        let why = probe
+            .ask()
+            .expect_err("a stopped containerd does not answer");
+        assert!(why.contains("no version within"), "{why}");
+        assert!(started.elapsed() < ANSWER_LIMIT * 2);
+        send(&containerd, Signal::CONT);
+        probe
+            .ask()
+            .unwrap_or_else(|why| panic!("continued, it serves again: {why}"));
+    }
+
+    /// dockerd's `_ping` and sshd's banner, from stand-ins that answer as
+    /// they do, and from ones that accept and stay silent.
+    #[test]
+    fn docker_ping_and_ssh_banner_want_their_answers() {
+        let dir = tempfile::tempdir().expect("temporary folder");
+        let socket = dir.path().join("docker.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&socket).expect("bind");
+        let answering = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().expect("accept");
+            let mut request = [0_u8; 64];
+            let _ = stream.read(&mut request);
+            let _ = stream.write_all(b"HTTP/1.0 200 OK\r\nApi-Version: 1.45\r\n\r\nOK");
+            // Then a second connection that is never answered.
+            let silent = listener.accept().expect("accept");
+            std::thread::sleep(ANSWER_LIMIT + Duration::from_millis(500));
+            drop(silent);
+        });
+        let docker = Probe::Docker {
+            socket: socket.display().to_string(),
+        };
+        assert_eq!(docker.ask(), Ok(()));
+        let why = docker.ask().expect_err("silent");
+        assert!(why.contains("no answer"), "{why}");
+        answering.join().expect("stand-in");
+
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let address = tcp.local_addr().expect("address").to_string();
+        let greeting = std::thread::spawn(move || {
+            for banner in [
+                &b"SSH-2.0-OpenSSH_9.2p1 Debian\r\n"[..],
+                b"HTTP/1.1 400\r\n",
+            ] {
+                let (mut stream, _) = tcp.accept().expect("accept");
+                let _ = stream.write_all(banner);
+            }
+        });
+        let ssh = Probe::Ssh { address };
+        assert_eq!(ssh.ask(), Ok(()));
+        let why = ssh.ask().expect_err("not ssh");
+        assert!(why.contains("not an SSH banner"), "{why}");
+        greeting.join().expect("stand-in");
     }
 }
