@@ -248,6 +248,9 @@ impl Component {
     }
 }
 
+/// How often a running lab's part is asked before it counts as not serving.
+const CHECK_ATTEMPTS: u32 = 3;
+
 /// How much of a component's log an error shows.
 const LOG_TAIL_LINES: usize = 20;
 
@@ -356,9 +359,16 @@ impl LabState {
     /// does not is an error carrying the tail of its log.
     pub fn check_serving(&self, layout: &LabLayout, runner: &Runner) -> Result<(), LabError> {
         for component in self.components(layout) {
-            component
-                .check(runner)
-                .map_err(|why| component.not_serving(why))?;
+            // A busy machine (two cores, emulated builds) can make one answer
+            // late; a stopped or wedged daemon misses every attempt.
+            let mut attempts = 1;
+            while let Err(why) = component.check(runner) {
+                if attempts == CHECK_ATTEMPTS {
+                    return Err(component.not_serving(why));
+                }
+                attempts += 1;
+                std::thread::sleep(Duration::from_millis(250));
+            }
         }
         Ok(())
     }
