@@ -215,7 +215,10 @@ fn run_apply(args: &cli::ApplyArgs, output: &cli::OutputArgs) -> Result<(), Fail
         Some(socket) => socket.clone(),
         // A lab that is partly down must not send builds to the machine's
         // own engine without a word.
-        None => match lab::LabState::load(&lab_layout(&args.lab_dir, None)?) {
+        // A state file that cannot be read is an error too, not "no lab".
+        None => match lab::LabState::read(&lab_layout(&args.lab_dir, None)?)
+            .map_err(|error| Failure::Runtime(error.to_string()))?
+        {
             Some(state) if state.all_alive() => state.builder_socket().ok_or_else(|| {
                 Failure::Runtime("the lab recorded no builder engine; `pipeline lab up`".into())
             })?,
@@ -481,11 +484,7 @@ fn lab_layout(
     let root = std::path::absolute(dir).map_err(|error| {
         Failure::Runtime(format!("failed to resolve {}: {error}", dir.display()))
     })?;
-    Ok(lab::LabLayout {
-        root,
-        deps,
-        shim: None,
-    })
+    Ok(lab::LabLayout::new(root, deps))
 }
 
 fn run_agent() -> Result<(), Failure> {

@@ -404,7 +404,7 @@ fn a_hosts_sshd_stopped_mid_run_fails_only_that_host_and_resumes_after_lab_up() 
         .iter()
         .find(|host| host.host.name == HOST)
         .expect("the lab has the host");
-    send_signal(host.sshd, libc::SIGKILL);
+    send_signal(host.sshd.pid, libc::SIGKILL);
     let masters = apply::ssh_masters(running.pid);
     let mut closed = 0;
     for master in &masters {
@@ -424,7 +424,7 @@ fn a_hosts_sshd_stopped_mid_run_fails_only_that_host_and_resumes_after_lab_up() 
     eprintln!(
         "stopped sshd {} of {HOST} after {} of its runs; closed {closed} of the apply's {} SSH \
          masters (those to {})",
-        host.sshd,
+        host.sshd.pid,
         host_runs_done(&tail),
         masters.len(),
         host.host.address
@@ -499,7 +499,7 @@ fn a_hosts_sshd_stopped_mid_run_fails_only_that_host_and_resumes_after_lab_up() 
             .hosts
             .iter()
             .find(|h| h.host.name == HOST)
-            .map_or(0, |h| h.sshd)
+            .map_or(0, |h| h.sshd.pid)
     );
     let again = experiment
         .spawn(&["apply"])
@@ -568,7 +568,8 @@ fn the_registry_stopped_during_pushes_fails_after_retries_with_backoff_and_resum
     );
     let pid = lab::current_state()
         .registry
-        .expect("the lab records its registry");
+        .expect("the lab records its registry")
+        .pid;
     send_signal(pid, libc::SIGKILL);
     eprintln!("stopped the registry ({pid}, {registry}) when the build started");
     let finished = running.wait_at_most(APPLY_LIMIT, "the apply without registry");

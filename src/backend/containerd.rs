@@ -39,6 +39,7 @@ use tokio::net::unix::pipe;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use super::error_chain;
 use super::{Engine, EngineError, PullReport, RunReport, RunRequest, now_ns};
 
 const ENGINE: &str = "containerd";
@@ -1356,16 +1357,6 @@ fn status_message(status: &Status) -> String {
     } else {
         message.to_string()
     }
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text = format!("{text}: {cause}");
-        source = cause.source();
-    }
-    text
 }
 
 fn timestamp_ns(timestamp: &prost_types::Timestamp) -> Option<u64> {

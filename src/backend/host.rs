@@ -232,6 +232,7 @@ fn transport_message(error: &TransportError) -> String {
         TransportError::Connect { message, .. } | TransportError::Command { message, .. } => {
             message.clone()
         }
+        TransportError::HostKey { problem, .. } => problem.to_string(),
         TransportError::Cancelled { .. } => "cancelled".into(),
     }
 }

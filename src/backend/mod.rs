@@ -22,6 +22,19 @@ use registry::{ImageRef, IndexEntry, Manifest, RegistryClient, RegistryError};
 use crate::platform::Platform;
 use crate::records::ImageRecord;
 
+/// An error and its sources, one line: the cause a backend's error wraps (a
+/// gRPC status, ssh's own words on why it refused a host) is often the part
+/// that says what went wrong.
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text = format!("{text}: {cause}");
+        source = cause.source();
+    }
+    text
+}
+
 /// Everything an apply talks to, in one place: the engine that builds, the
 /// registry, and the way to the measured hosts. Tests swap in fakes.
 #[derive(Clone)]

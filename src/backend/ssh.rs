@@ -12,12 +12,18 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
-use crate::inventory::{Connection, HostSettings};
+use super::error_chain;
+use crate::inventory::{Connection, HostKeyChecking, HostSettings};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
     #[error("failed to connect to host {host} over ssh: {message}")]
     Connect { host: String, message: String },
+    #[error("failed to connect to host {host} over ssh: {problem}")]
+    HostKey {
+        host: String,
+        problem: HostKeyProblem,
+    },
     #[error("the command on host {host} was cancelled")]
     Cancelled { host: String },
     #[error("`{command}` on host {host} failed: {message}")]
@@ -26,6 +32,62 @@ pub enum TransportError {
         command: String,
         message: String,
     },
+}
+
+/// Why SSH did not trust a host: the key it showed and `known_hosts` disagree.
+#[derive(Debug, thiserror::Error)]
+pub enum HostKeyProblem {
+    #[error(
+        "the host key of {name} is not in {known_hosts}; add it there once its fingerprint \
+         is checked (`ssh-keyscan -p {port} {address}` prints it), or set \
+         `pipeline_host_key_checking: accept-new` to record it on first use"
+    )]
+    Unknown {
+        /// The host as known_hosts names it: `address`, or `[address]:port`.
+        name: String,
+        address: String,
+        port: u16,
+        known_hosts: String,
+    },
+    #[error(
+        "the host key of {name} is not the one {known_hosts} holds for it: the host was \
+         reinstalled, or something is in between; remove the old key \
+         (`ssh-keygen -R '{name}'`) only once it is clear which"
+    )]
+    Changed { name: String, known_hosts: String },
+}
+
+impl HostKeyProblem {
+    /// Reads OpenSSH's own words for a rejected host key, if that is what
+    /// `message` (its stderr, passed on by the openssh crate) says.
+    fn recognise(
+        message: &str,
+        address: &str,
+        port: u16,
+        known_hosts: String,
+    ) -> Option<HostKeyProblem> {
+        let name = if port == 22 {
+            address.to_string()
+        } else {
+            format!("[{address}]:{port}")
+        };
+        if message.contains("REMOTE HOST IDENTIFICATION HAS CHANGED")
+            || message.contains("Host key for") && message.contains("has changed")
+        {
+            Some(HostKeyProblem::Changed { name, known_hosts })
+        } else if message.contains("Host key verification failed")
+            || message.contains("host key is known for")
+        {
+            Some(HostKeyProblem::Unknown {
+                name,
+                address: address.to_string(),
+                port,
+                known_hosts,
+            })
+        } else {
+            None
+        }
+    }
 }
 
 /// How commands reach one host.
@@ -55,6 +117,7 @@ impl Transport {
             user,
             private_key,
             known_hosts,
+            host_key_checking,
         } = &host.connection
         else {
             return Ok(Transport::Local {
@@ -70,9 +133,13 @@ impl Transport {
             }
         };
         let mut builder = SessionBuilder::default();
-        // Strict by default: an unknown or changed host key is an error, never a prompt.
+        // Strict by default: an unknown or changed host key is an error, never
+        // a prompt. accept-new trusts an unknown key once; a changed one never.
         builder
-            .known_hosts_check(KnownHosts::Strict)
+            .known_hosts_check(match host_key_checking {
+                HostKeyChecking::Strict => KnownHosts::Strict,
+                HostKeyChecking::AcceptNew => KnownHosts::Add,
+            })
             .port(*port)
             .connect_timeout(std::time::Duration::from_secs(10));
         if let Some(user) = user {
@@ -89,13 +156,24 @@ impl Transport {
             message: format!("failed to create {}: {error}", control_dir.display()),
         })?;
         builder.control_directory(control_dir);
-        let session = builder
-            .connect(address)
-            .await
-            .map_err(|error| TransportError::Connect {
-                host: host.name.clone(),
-                message: error.to_string(),
-            })?;
+        let session = builder.connect(address).await.map_err(|error| {
+            let message = error_chain(&error);
+            // ssh's own default, unless the user's ssh config names another.
+            let known_hosts = known_hosts.as_deref().map_or_else(
+                || "the user's known_hosts (~/.ssh/known_hosts; `pipeline_known_hosts` names another)".to_string(),
+                |file| resolve(file).display().to_string(),
+            );
+            match HostKeyProblem::recognise(&message, address, *port, known_hosts) {
+                Some(problem) => TransportError::HostKey {
+                    host: host.name.clone(),
+                    problem,
+                },
+                None => TransportError::Connect {
+                    host: host.name.clone(),
+                    message,
+                },
+            }
+        })?;
         Ok(Transport::Ssh {
             host: host.name.clone(),
             session: Arc::new(session),
@@ -271,4 +349,33 @@ async fn wait_or_cancel<T, W>(
     drop(stdin);
     let _ = tokio::time::timeout(grace, &mut output).await;
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ssh_host_key_refusals_are_told_apart_from_other_failures() {
+        let unknown = "ssh exited: No ED25519 host key is known for [10.0.0.2]:2222 and you have requested strict checking.\r\nHost key verification failed.";
+        let changed = "@@@@@@@@@@@\r\n@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @\r\n...\r\nHost key verification failed.";
+        let file = || "inventory/known_hosts".to_string();
+        assert!(matches!(
+            HostKeyProblem::recognise(unknown, "10.0.0.2", 2222, file()),
+            Some(HostKeyProblem::Unknown { name, .. }) if name == "[10.0.0.2]:2222"
+        ));
+        assert!(matches!(
+            HostKeyProblem::recognise(changed, "edge", 22, file()),
+            Some(HostKeyProblem::Changed { name, .. }) if name == "edge"
+        ));
+        assert!(
+            HostKeyProblem::recognise(
+                "connect to host edge port 22: Connection refused",
+                "edge",
+                22,
+                file()
+            )
+            .is_none()
+        );
+    }
 }

@@ -17,7 +17,33 @@ pub enum Connection {
         private_key: Option<String>,
         /// `known_hosts` file for strict host-key checking; default the user's.
         known_hosts: Option<String>,
+        /// What an unknown host key means: `pipeline_host_key_checking`.
+        host_key_checking: HostKeyChecking,
     },
+}
+
+/// What SSH does with a host key that `known_hosts` does not hold. A
+/// changed key is a failure either way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HostKeyChecking {
+    /// An unknown key is a failure: keys are put in `known_hosts` beforehand.
+    #[default]
+    Strict,
+    /// An unknown key is trusted on first use and recorded in `known_hosts`.
+    AcceptNew,
+}
+
+impl HostKeyChecking {
+    fn parse(host: &str, text: &str) -> Result<HostKeyChecking, String> {
+        match text {
+            "strict" => Ok(HostKeyChecking::Strict),
+            "accept-new" => Ok(HostKeyChecking::AcceptNew),
+            other => Err(format!(
+                "host `{host}`: `pipeline_host_key_checking: {other}` is not supported; use `strict` (the default) or `accept-new`"
+            )),
+        }
+    }
 }
 
 /// Everything the plan and the backends read from one host's resolved variables.
@@ -75,6 +101,10 @@ impl HostSettings {
                 user: string_var(vars, "ansible_user")?,
                 private_key: string_var(vars, "ansible_ssh_private_key_file")?,
                 known_hosts: string_var(vars, "pipeline_known_hosts")?,
+                host_key_checking: string_var(vars, "pipeline_host_key_checking")?
+                    .map(|text| HostKeyChecking::parse(name, &text))
+                    .transpose()?
+                    .unwrap_or_default(),
             },
             Some(other) => {
                 return Err(format!(
@@ -197,6 +227,7 @@ mod tests {
                 user: None,
                 private_key: None,
                 known_hosts: None,
+                host_key_checking: HostKeyChecking::Strict,
             }
         );
         assert!(host.has_engine("containerd") && !host.has_engine("docker"));
@@ -206,6 +237,32 @@ mod tests {
         )
         .unwrap();
         assert_eq!(local.connection, Connection::Local);
+    }
+
+    #[test]
+    fn host_key_checking_is_strict_unless_accept_new_is_asked_for() {
+        let checking = |value: Value| {
+            let mut vars = vars(&json!({"pipeline_platform": "linux/amd64"}));
+            if !value.is_null() {
+                vars.insert("pipeline_host_key_checking".into(), value);
+            }
+            HostSettings::from_vars("edge", &vars).map(|host| match host.connection {
+                Connection::Ssh {
+                    host_key_checking, ..
+                } => host_key_checking,
+                Connection::Local => unreachable!("an ssh host"),
+            })
+        };
+        assert_eq!(checking(Value::Null), Ok(HostKeyChecking::Strict));
+        assert_eq!(checking(json!("strict")), Ok(HostKeyChecking::Strict));
+        assert_eq!(
+            checking(json!("accept-new")),
+            Ok(HostKeyChecking::AcceptNew)
+        );
+        assert_eq!(
+            checking(json!("no")),
+            Err("host `edge`: `pipeline_host_key_checking: no` is not supported; use `strict` (the default) or `accept-new`".into())
+        );
     }
 
     #[test]

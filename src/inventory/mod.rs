@@ -94,7 +94,9 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value};
 
 pub use error::{InventoryError, InventoryWarning};
-pub use host::{Connection, DEFAULT_CONTAINERD_SOCKET, DEFAULT_DOCKER_SOCKET, HostSettings};
+pub use host::{
+    Connection, DEFAULT_CONTAINERD_SOCKET, DEFAULT_DOCKER_SOCKET, HostKeyChecking, HostSettings,
+};
 
 use model::{ALL, Builder, Graph};
 use vars_files::{Entity, VarsFiles};

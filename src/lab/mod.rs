@@ -4,11 +4,17 @@
 //! engines listen on the standard sockets and its image stores are its own.
 //! A registry and a builder engine serve all hosts.
 //!
-//! Every daemon is started detached and recorded in `.lab/state.json`;
-//! `down` stops exactly those processes. The recipe is in docs/lab-notes.md.
+//! Every daemon is started detached, each in a mount namespace that is not
+//! the runner's, and recorded in `.lab/state.json` with what proves it the
+//! lab's own (see `identity`); `down` stops only processes that pass that
+//! proof. One lab per machine: see `registration`. The recipe is in
+//! docs/lab-notes.md.
 
 mod config;
+mod identity;
+mod probe;
 mod process;
+mod registration;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -16,13 +22,18 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use process::{Daemon, alive, run_checked, terminate};
+pub use identity::{IdentityError, ProcessIdentity, Runner, Verdict};
+use probe::Probe;
+use process::{Daemon, Recorded, Spawned, run_checked, terminate};
+pub use registration::MACHINE_REGISTRATION;
+use registration::{Claim, Registration};
 
 pub const SUBNET: &str = "10.203.77";
 pub const REGISTRY_PORT: u16 = 5000;
 /// The same registry content over HTTPS: containerd 1.7's transfer service pulls
 /// over HTTPS only (it ignores `hosts.toml`, so `http://` cannot be configured).
 pub const REGISTRY_TLS_PORT: u16 = 5443;
+const STATE_FILE: &str = "state.json";
 const SWITCH_NAMESPACE: &str = "plab-switch";
 const BRIDGE: &str = "plab0";
 
@@ -36,12 +47,30 @@ pub enum LabError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{what} did not become ready within {seconds} s; see {}", log.display())]
-    NotReady {
+    #[error("{what} is not serving: {why}\nlast lines of {}:\n{tail}", log.display())]
+    NotServing {
         what: String,
-        seconds: u64,
+        why: String,
         log: PathBuf,
+        tail: String,
     },
+    #[error(
+        "another lab is up on this machine, from {}: labs share namespace names, \
+         the subnet {SUBNET}.0/24 and ports, so only one runs at a time; take it down \
+         first with `pipeline lab down --dir {}`",
+        owner.display(),
+        owner.display()
+    )]
+    AnotherLab { owner: PathBuf },
+    #[error(
+        "{} is not a state file this version can read ({reason}); the processes it \
+         lists cannot be proven the lab's, so none is touched: stop them by hand \
+         (or with the pipeline that started them), then remove the file",
+        path.display()
+    )]
+    UnreadableState { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
     #[error("{0}")]
     Setup(String),
 }
@@ -84,11 +113,23 @@ pub struct LabLayout {
     pub deps: PathBuf,
     /// The wasmtime shim to put on every host's PATH, when built.
     pub shim: Option<PathBuf>,
+    /// The machine-wide record of which lab folder is up
+    /// ([`MACHINE_REGISTRATION`] except in tests).
+    pub registration: PathBuf,
 }
 
 impl LabLayout {
+    pub fn new(root: PathBuf, deps: PathBuf) -> LabLayout {
+        LabLayout {
+            root,
+            deps,
+            shim: None,
+            registration: PathBuf::from(MACHINE_REGISTRATION),
+        }
+    }
+
     pub fn state_file(&self) -> PathBuf {
-        self.root.join("state.json")
+        self.root.join(STATE_FILE)
     }
 
     fn host_dir(&self, host: &str) -> PathBuf {
@@ -135,10 +176,10 @@ impl LabLayout {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct LabState {
     pub hosts: Vec<HostState>,
-    pub registry: Option<u32>,
+    pub registry: Option<ProcessIdentity>,
     /// The HTTPS registry on the same storage.
     #[serde(default)]
-    pub registry_tls: Option<u32>,
+    pub registry_tls: Option<ProcessIdentity>,
     pub builder: Option<EngineSet>,
     /// Fingerprint of the configuration the lab was started with; a lab whose
     /// configuration code changed since is restarted by `up`.
@@ -149,23 +190,87 @@ pub struct LabState {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HostState {
     pub host: LabHost,
-    pub anchor: u32,
-    pub sshd: u32,
+    pub anchor: ProcessIdentity,
+    pub sshd: ProcessIdentity,
     pub engines: EngineSet,
 }
 
 /// A containerd and a dockerd inside one anchor's mount namespace.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EngineSet {
-    pub anchor: u32,
-    pub containerd: u32,
-    pub dockerd: u32,
+    pub anchor: ProcessIdentity,
+    pub containerd: ProcessIdentity,
+    pub dockerd: ProcessIdentity,
 }
 
+/// What `state.json` holds.
+enum StateFile {
+    Missing,
+    Recorded(Box<LabState>),
+    Unreadable(String),
+}
+
+/// One part of the lab: its recorded process, its log, and how it proves it serves.
+pub struct Component {
+    pub name: String,
+    pub process: ProcessIdentity,
+    pub log: PathBuf,
+    /// `None` for anchors, which serve nothing but their namespaces.
+    probe: Option<Probe>,
+}
+
+impl Component {
+    /// The lab's own process, answering; `Err` says why not.
+    fn check(&self, runner: &Runner) -> Result<(), String> {
+        match self.process.verify(runner) {
+            Verdict::Ours(_) => {}
+            Verdict::Gone => return Err(format!("its process {} is gone", self.process.pid)),
+            Verdict::NotOurs(reason) => {
+                return Err(format!(
+                    "PID {} is no longer its process: {reason}",
+                    self.process.pid
+                ));
+            }
+        }
+        match &self.probe {
+            Some(probe) => answers_on_own_port(probe, self.process.pid),
+            None => Ok(()),
+        }
+    }
+
+    fn not_serving(&self, why: String) -> LabError {
+        LabError::NotServing {
+            what: self.name.clone(),
+            why,
+            tail: probe::log_tail(&self.log, LOG_TAIL_LINES),
+            log: self.log.clone(),
+        }
+    }
+}
+
+/// How often a running lab's part is asked before it counts as not serving.
+const CHECK_ATTEMPTS: u32 = 3;
+
+/// How much of a component's log an error shows.
+const LOG_TAIL_LINES: usize = 20;
+
 impl LabState {
+    /// The recorded state; `None` when there is none or it cannot be read.
     pub fn load(layout: &LabLayout) -> Option<LabState> {
-        let text = std::fs::read_to_string(layout.state_file()).ok()?;
-        serde_json::from_str(&text).ok()
+        LabState::read(layout).ok().flatten()
+    }
+
+    /// The recorded state, `None` when there is none, and an error when
+    /// there is one this version cannot read.
+    pub fn read(layout: &LabLayout) -> Result<Option<LabState>, LabError> {
+        match read_state(&layout.state_file()) {
+            StateFile::Missing => Ok(None),
+            StateFile::Recorded(state) => Ok(Some(*state)),
+            StateFile::Unreadable(reason) => Err(LabError::UnreadableState {
+                path: layout.state_file(),
+                reason,
+            }),
+        }
     }
 
     fn save(&self, layout: &LabLayout) -> Result<(), LabError> {
@@ -175,34 +280,163 @@ impl LabState {
         write_file(&path, &text)
     }
 
-    fn pids(&self) -> Vec<u32> {
-        let mut pids: Vec<u32> = self.registry.into_iter().chain(self.registry_tls).collect();
-        for host in &self.hosts {
-            pids.extend([
-                host.anchor,
-                host.sshd,
-                host.engines.anchor,
-                host.engines.containerd,
-                host.engines.dockerd,
-            ]);
+    /// Every recorded process, named, in the order `components` gives.
+    fn recorded(&self) -> Vec<Recorded<'_>> {
+        let mut recorded: Vec<Recorded<'_>> = Vec::new();
+        for (name, process) in [
+            ("registry", &self.registry),
+            ("registry-tls", &self.registry_tls),
+        ] {
+            if let Some(process) = process {
+                recorded.push(Recorded::new(name, process));
+            }
         }
         if let Some(builder) = &self.builder {
-            pids.extend([builder.anchor, builder.containerd, builder.dockerd]);
+            recorded.extend(builder.recorded("builder"));
         }
-        pids.sort_unstable();
-        pids.dedup();
-        pids
+        for host in &self.hosts {
+            recorded.extend(host.engines.recorded(&host.host.name));
+            recorded.push(Recorded::new(
+                format!("sshd of {}", host.host.name),
+                &host.sshd,
+            ));
+        }
+        recorded
     }
 
+    /// Every recorded process is running and proven the lab's.
     pub fn all_alive(&self) -> bool {
-        !self.hosts.is_empty() && self.pids().into_iter().all(alive)
+        let Ok(runner) = Runner::current() else {
+            return false;
+        };
+        !self.hosts.is_empty()
+            && self
+                .recorded()
+                .iter()
+                .all(|recorded| matches!(recorded.process.verify(&runner), Verdict::Ours(_)))
+    }
+
+    /// Any recorded process is running and proven the lab's.
+    fn any_alive(&self, runner: &Runner) -> bool {
+        self.recorded()
+            .iter()
+            .any(|recorded| matches!(recorded.process.verify(runner), Verdict::Ours(_)))
+    }
+
+    /// Every part of the lab with its probe, anchors before what runs in them.
+    pub fn components(&self, layout: &LabLayout) -> Vec<Component> {
+        let mut components = Vec::new();
+        for (tls, process) in [(false, &self.registry), (true, &self.registry_tls)] {
+            if let Some(process) = process {
+                let registry = RegistryParts::new(layout, tls);
+                components.push(Component {
+                    name: registry.what(),
+                    process: process.clone(),
+                    log: registry.log,
+                    probe: Some(registry.probe),
+                });
+            }
+        }
+        if let Some(builder) = &self.builder {
+            components.extend(builder.components(layout, "builder"));
+        }
+        for host in &self.hosts {
+            let name = &host.host.name;
+            components.extend(host.engines.components(layout, name));
+            components.push(Component {
+                name: format!("sshd of {name}"),
+                process: host.sshd.clone(),
+                log: layout.host_dir(name).join("log/sshd.log"),
+                probe: Some(Probe::Ssh {
+                    address: format!("{}:22", host.host.address),
+                }),
+            });
+        }
+        components
+    }
+
+    /// Every component is the lab's own process and answers; the first that
+    /// does not is an error carrying the tail of its log.
+    pub fn check_serving(&self, layout: &LabLayout, runner: &Runner) -> Result<(), LabError> {
+        for component in self.components(layout) {
+            // A busy machine (two cores, emulated builds) can make one answer
+            // late; a stopped or wedged daemon misses every attempt.
+            let mut attempts = 1;
+            while let Err(why) = component.check(runner) {
+                if attempts == CHECK_ATTEMPTS {
+                    return Err(component.not_serving(why));
+                }
+                attempts += 1;
+                std::thread::sleep(Duration::from_millis(250));
+            }
+        }
+        Ok(())
     }
 
     /// The builder's Docker socket, reached through its anchor's private /run.
     pub fn builder_socket(&self) -> Option<PathBuf> {
-        self.builder
-            .as_ref()
-            .map(|builder| PathBuf::from(format!("/proc/{}/root/run/docker.sock", builder.anchor)))
+        self.builder.as_ref().map(|builder| {
+            PathBuf::from(format!("/proc/{}/root/run/docker.sock", builder.anchor.pid))
+        })
+    }
+}
+
+impl EngineSet {
+    fn recorded(&self, name: &str) -> [Recorded<'_>; 3] {
+        [
+            Recorded::new(format!("anchor of {name}"), &self.anchor),
+            Recorded::new(format!("containerd of {name}"), &self.containerd),
+            Recorded::new(format!("dockerd of {name}"), &self.dockerd),
+        ]
+    }
+
+    fn components(&self, layout: &LabLayout, name: &str) -> [Component; 3] {
+        let logs = layout.host_dir(name).join("log");
+        let (containerd_probe, docker_probe) = engine_probes(self.anchor.pid);
+        [
+            Component {
+                name: format!("the namespace of {name}"),
+                process: self.anchor.clone(),
+                log: logs.join("anchor.log"),
+                probe: None,
+            },
+            Component {
+                name: format!("containerd of {name}"),
+                process: self.containerd.clone(),
+                log: logs.join("containerd.log"),
+                probe: Some(containerd_probe),
+            },
+            Component {
+                name: format!("dockerd of {name}"),
+                process: self.dockerd.clone(),
+                log: logs.join("dockerd.log"),
+                probe: Some(docker_probe),
+            },
+        ]
+    }
+}
+
+/// containerd's and dockerd's probes, on their sockets in the anchor's private /run.
+fn engine_probes(anchor: u32) -> (Probe, Probe) {
+    let run = format!("/proc/{anchor}/root/run");
+    (
+        Probe::Containerd {
+            socket: format!("{run}/containerd/containerd.sock"),
+        },
+        Probe::Docker {
+            socket: format!("{run}/docker.sock"),
+        },
+    )
+}
+
+fn read_state(path: &Path) -> StateFile {
+    match std::fs::read_to_string(path) {
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => StateFile::Missing,
+        Err(error) => StateFile::Unreadable(error.to_string()),
+        Ok(text) => match serde_json::from_str(&text) {
+            Ok(state) => StateFile::Recorded(Box::new(state)),
+            Err(error) => StateFile::Unreadable(error.to_string()),
+        },
     }
 }
 
@@ -260,39 +494,76 @@ pub fn write_file(path: &Path, text: &str) -> Result<(), LabError> {
     std::fs::write(path, text).map_err(error)
 }
 
-/// Brings the lab up; a lab that is already fully up is left as it is.
+/// Brings the lab up; a lab that is already fully up and serving is left as
+/// it is, one with a part gone is restarted, and one with a part that runs
+/// but does not answer is an error with that part's log.
 pub fn up(
     layout: &LabLayout,
     hosts: &[LabHost],
     report: &mut dyn FnMut(&str),
 ) -> Result<LabState, LabError> {
+    let runner = Runner::current()?;
+    let mut registration = Registration::lock(&layout.registration, report)?;
+    let owner = registration.owner()?;
+    let owner_running = owner.as_deref().is_some_and(|owner| {
+        owner != layout.root
+            && matches!(read_state(&owner.join(STATE_FILE)),
+                StateFile::Recorded(state) if state.any_alive(&runner))
+    });
+    match registration::decide(&layout.root, owner.as_deref(), owner_running) {
+        Claim::Free => {}
+        Claim::Taken(owner) => return Err(LabError::AnotherLab { owner }),
+        Claim::Stale(owner) => report(&format!(
+            "nothing of the lab in {} runs any more; this one takes its place",
+            owner.display()
+        )),
+    }
     let fingerprint = config_fingerprint(layout, hosts);
-    if let Some(state) = LabState::load(layout) {
-        let same_hosts = state.hosts.iter().map(|h| &h.host).eq(hosts.iter());
-        let alive = state.all_alive();
-        if alive && same_hosts && state.config == fingerprint {
-            // containerd looks the shim up on every container start, so a
-            // rebuilt shim takes effect without a restart.
-            install_shim(layout)?;
-            report("the lab is already up");
-            return Ok(state);
+    match read_state(&layout.state_file()) {
+        StateFile::Missing => {}
+        StateFile::Unreadable(reason) => {
+            return Err(LabError::UnreadableState {
+                path: layout.state_file(),
+                reason,
+            });
         }
-        report(if alive && same_hosts {
-            "the lab's configuration changed; restarting it"
-        } else {
-            "a previous lab is partly up or different; taking it down first"
-        });
-        down(layout, report)?;
+        StateFile::Recorded(state) => {
+            let same_hosts = state.hosts.iter().map(|h| &h.host).eq(hosts.iter());
+            let alive = state.all_alive();
+            if alive && same_hosts && state.config == fingerprint {
+                // Running is not serving: a stopped or wedged daemon fails here,
+                // with its log, rather than being reported up or restarted blindly.
+                state.check_serving(layout, &runner)?;
+                registration.set_owner(Some(&layout.root))?;
+                // containerd looks the shim up on every container start, so a
+                // rebuilt shim takes effect without a restart.
+                install_shim(layout)?;
+                report("the lab is already up");
+                return Ok(*state);
+            }
+            report(if alive && same_hosts {
+                "the lab's configuration changed; restarting it"
+            } else {
+                "a previous lab is partly up or different; taking it down first"
+            });
+            stop_recorded(&state, &runner, report);
+            remove_cgroups(&state);
+            remove_state_file(layout)?;
+        }
     }
     let started = Instant::now();
     check_programs(layout)?;
     install_shim(layout)?;
     config::ssh_keys(layout, hosts)?;
     let tls = config::tls_files(&layout.tls_dir(), &format!("{SUBNET}.1"))?;
+    // Registered before anything is made, so a failure half way leaves a lab
+    // that `down` from this folder (and only this folder) clears.
+    registration.set_owner(Some(&layout.root))?;
     report("network: bridge and host namespaces");
     // Namespaces outlive the processes that used them: a run that was killed,
     // or a checkout whose .lab was removed, leaves them behind without a state
-    // file. Their names are the lab's own, so they are cleared before use.
+    // file. This folder holds the machine's registration and no other lab
+    // runs, so any `plab-` namespace is a leftover.
     network_down();
     if let Err(error) = network_up(hosts) {
         network_down();
@@ -305,23 +576,25 @@ pub fn up(
     // Record as we go, so a failure half way can still be taken down.
     let result = (|| {
         report("registry");
-        state.registry = Some(start_registry(layout, None)?);
+        state.registry = Some(start_registry(layout, None, &runner)?);
         state.save(layout)?;
         report("registry over TLS");
-        state.registry_tls = Some(start_registry(layout, Some(&tls))?);
+        state.registry_tls = Some(start_registry(layout, Some(&tls), &runner)?);
         state.save(layout)?;
         report("builder engine");
-        state.builder = Some(start_engines(layout, "builder", None)?);
+        state.builder = Some(start_engines(layout, "builder", None, &runner)?);
         state.save(layout)?;
         for host in hosts {
             report(&format!(
                 "host {} ({}, {})",
                 host.name, host.address, host.platform
             ));
-            state.hosts.push(start_host(layout, host)?);
+            state.hosts.push(start_host(layout, host, &runner)?);
             state.save(layout)?;
         }
-        Ok(())
+        // Each part answered when it started; one that died or stopped
+        // answering while the others started is caught here.
+        state.check_serving(layout, &runner)
     })();
     if let Err(error) = result {
         let _ = state.save(layout);
@@ -515,14 +788,60 @@ fn network_up(hosts: &[LabHost]) -> Result<(), LabError> {
     Ok(())
 }
 
+/// The plain-HTTP registry, or its HTTPS twin on the same storage.
+struct RegistryParts {
+    address: String,
+    config: PathBuf,
+    log: PathBuf,
+    probe: Probe,
+}
+
+impl RegistryParts {
+    fn new(layout: &LabLayout, tls: bool) -> RegistryParts {
+        let (address, name) = if tls {
+            (layout.registry_tls_address(), "registry-tls")
+        } else {
+            (layout.registry_address(), "registry")
+        };
+        let dir = layout.root.join("registry");
+        let probe = if tls {
+            Probe::TlsRegistry {
+                address: address.clone(),
+            }
+        } else {
+            Probe::Registry {
+                address: address.clone(),
+            }
+        };
+        RegistryParts {
+            config: dir.join(format!("{name}.yml")),
+            log: dir.join(format!("{name}.log")),
+            address,
+            probe,
+        }
+    }
+
+    fn what(&self) -> String {
+        format!("the registry on {}", self.address)
+    }
+}
+
 /// The plain-HTTP registry, or with `tls` its HTTPS twin on the same storage.
-fn start_registry(layout: &LabLayout, tls: Option<&config::TlsFiles>) -> Result<u32, LabError> {
+/// It runs in a mount namespace of its own (a slave of the machine's, so it
+/// sees the same files): no lab process shares the runner's, which is what
+/// lets `down` refuse to signal anything that does.
+fn start_registry(
+    layout: &LabLayout,
+    tls: Option<&config::TlsFiles>,
+    runner: &Runner,
+) -> Result<ProcessIdentity, LabError> {
     let dir = layout.root.join("registry");
-    let (address, name) = match tls {
-        None => (layout.registry_address(), "registry"),
-        Some(_) => (layout.registry_tls_address(), "registry-tls"),
-    };
-    let config = dir.join(format!("{name}.yml"));
+    let RegistryParts {
+        address,
+        config,
+        log,
+        probe,
+    } = RegistryParts::new(layout, tls.is_some());
     write_file(
         &config,
         &config::registry_config(
@@ -531,29 +850,97 @@ fn start_registry(layout: &LabLayout, tls: Option<&config::TlsFiles>) -> Result<
             tls.map(|files| (files.certificate.as_path(), files.key.as_path())),
         ),
     )?;
-    let log = dir.join(format!("{name}.log"));
-    let daemon = Daemon::new("/usr/bin/docker-registry")
-        .args(["serve", &config.to_string_lossy()])
+    let spawned = Daemon::new("unshare")
+        .args(["--mount", "--propagation", "slave", "--"])
+        .args([
+            "/usr/bin/docker-registry",
+            "serve",
+            &config.to_string_lossy(),
+        ])
         .log(&log)
         .spawn()?;
-    let what = format!("the registry on {address}");
-    if tls.is_some() {
-        // It listens only once its certificate is loaded.
-        wait_until(&what, &log, Duration::from_secs(10), || {
-            process::tcp_open(&address)
-        })?;
-    } else {
-        let url = format!("{address}/v2/");
-        wait_until(&what, &log, Duration::from_secs(10), || {
-            process::http_ok(&url)
-        })?;
+    let pid = spawned.pid;
+    let component = Starting {
+        what: format!("the registry on {address}"),
+        spawned,
+        log,
+        limit: Duration::from_secs(10),
+    };
+    component.await_serving(runner, || answers_on_own_port(&probe, pid))
+}
+
+/// The probe answers, from a socket of the process itself: a port answered
+/// by another program (a lab of another checkout, say) is not this one serving.
+fn answers_on_own_port(probe: &Probe, pid: u32) -> Result<(), String> {
+    probe.ask()?;
+    match probe.tcp_port() {
+        Some(port) if !probe::listens_on(pid, port) => Err(format!(
+            "port {port} answers, but not from its process {pid}"
+        )),
+        _ => Ok(()),
     }
-    Ok(daemon)
+}
+
+/// A process just started, until it serves.
+struct Starting {
+    what: String,
+    spawned: Spawned,
+    log: PathBuf,
+    limit: Duration,
+}
+
+impl Starting {
+    /// Waits until `ready` holds, then records the process's identity. A
+    /// process that exits, or does not become ready in time, is an error
+    /// with the tail of its log, and is killed if it still runs. The
+    /// identity is read only once it is ready: by then `nsenter` and
+    /// `unshare` have entered the namespaces for good.
+    fn await_serving(
+        self,
+        runner: &Runner,
+        mut ready: impl FnMut() -> Result<(), String>,
+    ) -> Result<ProcessIdentity, LabError> {
+        let pid = self.spawned.pid;
+        let started = Instant::now();
+        let why = loop {
+            if !identity::alive(pid) {
+                break format!("its process {pid} exited");
+            }
+            match ready() {
+                Ok(()) => {
+                    let identity = ProcessIdentity::observe(pid)?;
+                    if identity.mount_namespace == runner.mount_namespace {
+                        break format!(
+                            "its process {pid} runs in the runner's mount namespace, \
+                             where `lab down` could never stop it"
+                        );
+                    }
+                    return Ok(identity);
+                }
+                Err(why) if started.elapsed() >= self.limit => {
+                    break format!("not ready within {} s: {why}", self.limit.as_secs());
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        };
+        self.spawned.kill();
+        Err(LabError::NotServing {
+            what: self.what,
+            why,
+            tail: probe::log_tail(&self.log, LOG_TAIL_LINES),
+            log: self.log,
+        })
+    }
 }
 
 /// An anchor process holding a mount namespace with a private /run and
 /// /var/log, optionally inside a host's network namespace.
-fn start_anchor(layout: &LabLayout, name: &str, network: Option<&str>) -> Result<u32, LabError> {
+fn start_anchor(
+    layout: &LabLayout,
+    name: &str,
+    network: Option<&str>,
+    runner: &Runner,
+) -> Result<ProcessIdentity, LabError> {
     let dir = layout.host_dir(name);
     let log = dir.join("log/anchor.log");
     let script = "mount -t tmpfs -o mode=0755,size=64m plab-run /run && \
@@ -576,15 +963,21 @@ fn start_anchor(layout: &LabLayout, name: &str, network: Option<&str>) -> Result
             script,
         ])
         .log(&log);
-    let pid = daemon.spawn()?;
-    let ready = PathBuf::from(format!("/proc/{pid}/root/run/sshd"));
-    wait_until(
-        &format!("the namespace of {name}"),
-        &log,
-        Duration::from_secs(5),
-        || ready.exists(),
-    )?;
-    Ok(pid)
+    let spawned = daemon.spawn()?;
+    let ready = PathBuf::from(format!("/proc/{}/root/run/sshd", spawned.pid));
+    let component = Starting {
+        what: format!("the namespace of {name}"),
+        spawned,
+        log,
+        limit: Duration::from_secs(5),
+    };
+    component.await_serving(runner, || {
+        if ready.exists() {
+            Ok(())
+        } else {
+            Err(format!("{} does not exist yet", ready.display()))
+        }
+    })
 }
 
 /// Runs a program inside an anchor's namespaces.
@@ -603,9 +996,34 @@ fn start_engines(
     layout: &LabLayout,
     name: &str,
     network: Option<&str>,
+    runner: &Runner,
 ) -> Result<EngineSet, LabError> {
+    let anchor = start_anchor(layout, name, network, runner)?;
+    match start_daemons(layout, name, &anchor, runner) {
+        Ok((containerd, dockerd)) => Ok(EngineSet {
+            anchor,
+            containerd,
+            dockerd,
+        }),
+        Err(error) => {
+            // Not recorded yet: whatever started in the namespace is
+            // stopped here, or nothing would stop it.
+            let anchor = Recorded::new(format!("anchor of {name}"), &anchor);
+            process::kill_namespace_members(&anchor, runner, &mut |_| {});
+            terminate(&[anchor], Duration::from_secs(5), runner, &mut |_| {});
+            Err(error)
+        }
+    }
+}
+
+/// containerd, then dockerd on it, in the anchor's namespaces.
+fn start_daemons(
+    layout: &LabLayout,
+    name: &str,
+    anchor: &ProcessIdentity,
+    runner: &Runner,
+) -> Result<(ProcessIdentity, ProcessIdentity), LabError> {
     let dir = layout.host_dir(name);
-    let anchor = start_anchor(layout, name, network)?;
     let path = format!("PATH={}", layout.daemon_path());
     // Go's TLS stack reads SSL_CERT_FILE: both daemons trust the lab CA (and
     // the machine's CAs) without touching the machine's trust store.
@@ -621,7 +1039,7 @@ fn start_engines(
         &config::registry_hosts_toml(&layout.registry_address()),
     )?;
     let log = dir.join("log/containerd.log");
-    let containerd = in_anchor(anchor, "env")
+    let spawned = in_anchor(anchor.pid, "env")
         .args([
             path.as_str(),
             trust.as_str(),
@@ -631,15 +1049,14 @@ fn start_engines(
         ])
         .log(&log)
         .spawn()?;
-    let socket = PathBuf::from(format!(
-        "/proc/{anchor}/root/run/containerd/containerd.sock"
-    ));
-    wait_until(
-        &format!("containerd of {name}"),
-        &log,
-        Duration::from_secs(10),
-        || socket.exists(),
-    )?;
+    let (containerd_probe, docker_probe) = engine_probes(anchor.pid);
+    let containerd = Starting {
+        what: format!("containerd of {name}"),
+        spawned,
+        log,
+        limit: Duration::from_secs(10),
+    }
+    .await_serving(runner, || containerd_probe.ask())?;
 
     let daemon_json = dir.join("docker/daemon.json");
     write_file(
@@ -647,7 +1064,7 @@ fn start_engines(
         &config::docker_daemon_json(&dir, name, &layout.registry_address()),
     )?;
     let log = dir.join("log/dockerd.log");
-    let dockerd = in_anchor(anchor, "env")
+    let spawned = in_anchor(anchor.pid, "env")
         .args([
             path.as_str(),
             trust.as_str(),
@@ -657,23 +1074,19 @@ fn start_engines(
         ])
         .log(&log)
         .spawn()?;
-    let socket = PathBuf::from(format!("/proc/{anchor}/root/run/docker.sock"));
-    wait_until(
-        &format!("dockerd of {name}"),
-        &log,
-        Duration::from_secs(30),
-        || process::docker_ping(&socket),
-    )?;
-    Ok(EngineSet {
-        anchor,
-        containerd,
-        dockerd,
-    })
+    let dockerd = Starting {
+        what: format!("dockerd of {name}"),
+        spawned,
+        log,
+        limit: Duration::from_secs(30),
+    }
+    .await_serving(runner, || docker_probe.ask())?;
+    Ok((containerd, dockerd))
 }
 
-fn start_host(layout: &LabLayout, host: &LabHost) -> Result<HostState, LabError> {
+fn start_host(layout: &LabLayout, host: &LabHost, runner: &Runner) -> Result<HostState, LabError> {
     let namespace = host_namespace(&host.name);
-    let engines = start_engines(layout, &host.name, Some(&namespace))?;
+    let engines = start_engines(layout, &host.name, Some(&namespace), runner)?;
     let dir = layout.host_dir(&host.name);
     let sshd_config = dir.join("ssh/sshd_config");
     write_file(
@@ -681,7 +1094,7 @@ fn start_host(layout: &LabLayout, host: &LabHost) -> Result<HostState, LabError>
         &config::sshd_config(layout, &host.name, &layout.daemon_path()),
     )?;
     let log = dir.join("log/sshd.log");
-    let sshd = in_anchor(engines.anchor, "/usr/sbin/sshd")
+    let spawned = in_anchor(engines.anchor.pid, "/usr/sbin/sshd")
         .args([
             "-D",
             "-f",
@@ -691,125 +1104,302 @@ fn start_host(layout: &LabLayout, host: &LabHost) -> Result<HostState, LabError>
         ])
         .log(&dir.join("log/sshd.out"))
         .spawn()?;
-    let address = format!("{}:22", host.address);
-    wait_until(
-        &format!("sshd of {}", host.name),
-        &log,
-        Duration::from_secs(5),
-        || process::tcp_open(&address),
-    )?;
+    let probe = Probe::Ssh {
+        address: format!("{}:22", host.address),
+    };
+    let pid = spawned.pid;
+    let sshd = Starting {
+        what: format!("sshd of {}", host.name),
+        spawned,
+        log,
+        limit: Duration::from_secs(5),
+    }
+    .await_serving(runner, || answers_on_own_port(&probe, pid));
+    let sshd = match sshd {
+        Ok(sshd) => sshd,
+        Err(error) => {
+            // Not recorded yet: stopped here, or nothing would stop it.
+            stop_engine_set(&engines, &host.name, &[], runner, &mut |_| {});
+            return Err(error);
+        }
+    };
     Ok(HostState {
         host: host.clone(),
-        anchor: engines.anchor,
+        anchor: engines.anchor.clone(),
         sshd,
         engines,
     })
 }
 
-fn wait_until(
-    what: &str,
-    log: &Path,
-    limit: Duration,
-    mut ready: impl FnMut() -> bool,
-) -> Result<(), LabError> {
-    let started = Instant::now();
-    while started.elapsed() < limit {
-        if ready() {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Err(LabError::NotReady {
-        what: what.to_string(),
-        seconds: limit.as_secs(),
-        log: log.to_path_buf(),
-    })
-}
-
-/// Stops every recorded process and removes the namespaces; idempotent.
+/// Stops the recorded processes that prove to be the lab's, and removes the
+/// network only when this folder is the machine's registered lab; idempotent.
 pub fn down(layout: &LabLayout, report: &mut dyn FnMut(&str)) -> Result<(), LabError> {
-    if let Some(state) = LabState::load(layout) {
-        for host in &state.hosts {
-            report(&format!("host {}", host.host.name));
-            stop_engine_set(&host.engines, &[host.sshd]);
+    let runner = Runner::current()?;
+    let mut registration = Registration::lock(&layout.registration, report)?;
+    let owner = registration.owner()?;
+    let state = match read_state(&layout.state_file()) {
+        StateFile::Missing => None,
+        StateFile::Recorded(state) => Some(*state),
+        StateFile::Unreadable(reason) => {
+            report(
+                &LabError::UnreadableState {
+                    path: layout.state_file(),
+                    reason,
+                }
+                .to_string(),
+            );
+            None
         }
-        if let Some(builder) = &state.builder {
-            report("builder engine");
-            stop_engine_set(builder, &[]);
-        }
-        let registries: Vec<u32> = state
-            .registry
-            .into_iter()
-            .chain(state.registry_tls)
-            .collect();
-        if !registries.is_empty() {
-            report("registry");
-            terminate(&registries, Duration::from_secs(5));
-        }
-        for host in &state.hosts {
-            process::remove_cgroups(&format!("plab-{}", host.host.name));
-        }
-        process::remove_cgroups("plab-builder");
-        let _ = std::fs::remove_file(layout.state_file());
+    };
+    if let Some(state) = &state {
+        stop_recorded(state, &runner, report);
+        remove_state_file(layout)?;
     }
-    // Namespaces go last.
-    network_down();
+    if owner.as_deref() == Some(layout.root.as_path()) {
+        if let Some(state) = &state {
+            remove_cgroups(state);
+        }
+        // Namespaces go last.
+        network_down();
+        registration.set_owner(None)?;
+    } else {
+        // The namespace names are the same for every lab folder: removing
+        // them from here would take another folder's lab off the network.
+        let registered = owner.map_or_else(
+            || "no lab is registered".to_string(),
+            |owner| format!("the registered lab is {}", owner.display()),
+        );
+        report(&format!(
+            "{} is not the lab registered on this machine ({registered}): network namespaces and cgroups are left alone",
+            layout.root.display()
+        ));
+    }
     report("the lab is down");
     Ok(())
 }
 
-fn stop_engine_set(engines: &EngineSet, others: &[u32]) {
-    // dockerd first: it stops its containers through containerd.
-    terminate(&[engines.dockerd], Duration::from_secs(15));
-    let mut rest = others.to_vec();
-    rest.push(engines.containerd);
-    terminate(&rest, Duration::from_secs(5));
-    // Whatever is left in the anchor's mount namespace (shims, ssh sessions)
-    // can only be the lab's own.
-    process::kill_namespace_members(engines.anchor);
-    terminate(&[engines.anchor], Duration::from_secs(5));
+fn remove_state_file(layout: &LabLayout) -> Result<(), LabError> {
+    let path = layout.state_file();
+    match std::fs::remove_file(&path) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(LabError::Write {
+            path,
+            source: error,
+        }),
+        _ => Ok(()),
+    }
 }
 
-/// One line per lab process, for `pipeline lab status`.
+/// The engines put their containers' cgroups under `plab-<host>`.
+fn remove_cgroups(state: &LabState) {
+    for host in &state.hosts {
+        process::remove_cgroups(&format!("plab-{}", host.host.name));
+    }
+    process::remove_cgroups("plab-builder");
+}
+
+/// Stops what `state` records, sparing (and naming) every process that is
+/// not provably the lab's.
+fn stop_recorded(state: &LabState, runner: &Runner, report: &mut dyn FnMut(&str)) {
+    for host in &state.hosts {
+        report(&format!("host {}", host.host.name));
+        let sshd = Recorded::new(format!("sshd of {}", host.host.name), &host.sshd);
+        stop_engine_set(&host.engines, &host.host.name, &[sshd], runner, report);
+    }
+    if let Some(builder) = &state.builder {
+        report("builder engine");
+        stop_engine_set(builder, "builder", &[], runner, report);
+    }
+    let registries: Vec<Recorded<'_>> = [
+        ("registry", &state.registry),
+        ("registry-tls", &state.registry_tls),
+    ]
+    .into_iter()
+    .filter_map(|(name, process)| process.as_ref().map(|process| Recorded::new(name, process)))
+    .collect();
+    if !registries.is_empty() {
+        report("registry");
+        terminate(&registries, Duration::from_secs(5), runner, report);
+    }
+}
+
+fn stop_engine_set(
+    engines: &EngineSet,
+    name: &str,
+    others: &[Recorded<'_>],
+    runner: &Runner,
+    report: &mut dyn FnMut(&str),
+) {
+    let [anchor, containerd, dockerd] = engines.recorded(name);
+    // dockerd first: it stops its containers through containerd.
+    terminate(&[dockerd], Duration::from_secs(15), runner, report);
+    let mut rest = others.to_vec();
+    rest.push(containerd);
+    terminate(&rest, Duration::from_secs(5), runner, report);
+    // Whatever is left in the anchor's mount namespace (shims, ssh sessions)
+    // is the lab's, once the anchor is proven the lab's own.
+    process::kill_namespace_members(&anchor, runner, report);
+    terminate(&[anchor], Duration::from_secs(5), runner, report);
+}
+
+/// One line per lab component, for `pipeline lab status`: its name, what it
+/// is or why it is not serving, and whether it serves.
 pub fn status(layout: &LabLayout) -> Vec<(String, String, bool)> {
     let Some(state) = LabState::load(layout) else {
         return Vec::new();
     };
-    let mut lines = Vec::new();
-    if let Some(registry) = state.registry {
-        let answering = process::http_ok(&format!("{}/v2/", layout.registry_address()));
-        lines.push((
-            "registry".to_string(),
-            layout.registry_address(),
-            alive(registry) && answering,
-        ));
+    let Ok(runner) = Runner::current() else {
+        return Vec::new();
+    };
+    state
+        .components(layout)
+        .into_iter()
+        .map(|component| match component.check(&runner) {
+            Ok(()) => (
+                component.name,
+                format!("PID {}", component.process.pid),
+                true,
+            ),
+            Err(why) => (component.name, why, false),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A second `up` while another folder's lab runs refuses, naming that
+    /// folder, before it makes anything. The "running" lab is one process
+    /// this test starts and records as the other lab's registry.
+    #[test]
+    fn up_refuses_while_another_folders_lab_runs() {
+        let dir = tempfile::tempdir().expect("temporary folder");
+        let mut layout = LabLayout::new(dir.path().join("second/.lab"), PathBuf::new());
+        layout.registration = dir.path().join("owner");
+        let first = dir.path().join("first/.lab");
+        let mut child = std::process::Command::new("unshare")
+            .args(["--mount", "--propagation", "slave", "sleep", "30"])
+            .spawn()
+            .expect("unshare sleep");
+        let runner = Runner::current().expect("own facts");
+        let started = Instant::now();
+        let identity = loop {
+            let identity = ProcessIdentity::observe(child.id()).expect("identity");
+            if identity.mount_namespace != runner.mount_namespace
+                || started.elapsed() > Duration::from_secs(5)
+            {
+                break identity;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let state = LabState {
+            registry: Some(identity),
+            ..LabState::default()
+        };
+        state
+            .save(&LabLayout::new(first.clone(), PathBuf::new()))
+            .expect("first lab's state");
+        let mut quiet = |_: &str| {};
+        Registration::lock(&layout.registration, &mut quiet)
+            .and_then(|mut registration| registration.set_owner(Some(&first)))
+            .expect("register the first lab");
+
+        let error = up(&layout, &default_hosts(1), &mut quiet).expect_err("refused");
+        let _ = child.kill();
+        let _ = child.wait();
+        let message = error.to_string();
+        assert!(
+            matches!(&error, LabError::AnotherLab { owner } if *owner == first),
+            "{message}"
+        );
+        assert!(
+            message.contains(&format!("pipeline lab down --dir {}", first.display())),
+            "{message}"
+        );
+        assert!(!layout.root.exists(), "nothing of the second lab was made");
     }
-    if let Some(registry) = state.registry_tls {
-        let address = layout.registry_tls_address();
-        let answering = process::tcp_open(&address);
-        lines.push((
-            "registry-tls".to_string(),
-            address,
-            alive(registry) && answering,
-        ));
+
+    /// A component that dies, or runs without answering, fails `up` with
+    /// the tail of its log and is not left running; a component in the
+    /// runner's own mount namespace is refused, since `down` could never stop it.
+    #[test]
+    fn a_component_that_does_not_serve_fails_with_its_log() {
+        let dir = tempfile::tempdir().expect("temporary folder");
+        let runner = Runner::current().expect("own facts");
+        let start = |program: &[&str], limit: u64| {
+            let log = dir.path().join("component.log");
+            let spawned = Daemon::new(program[0])
+                .args(&program[1..])
+                .log(&log)
+                .spawn()
+                .expect("spawn");
+            Starting {
+                what: "the test component".into(),
+                spawned,
+                log,
+                limit: Duration::from_secs(limit),
+            }
+        };
+        let gone = |pid: u32| {
+            let started = Instant::now();
+            while identity::alive(pid) && started.elapsed() < Duration::from_secs(5) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            !identity::alive(pid)
+        };
+        let in_own_namespace = |script: &'static str| {
+            [
+                "unshare",
+                "--mount",
+                "--propagation",
+                "slave",
+                "sh",
+                "-c",
+                script,
+            ]
+        };
+
+        let dies = start(
+            &in_own_namespace("echo listening failed: address in use >&2; exit 3"),
+            10,
+        );
+        let message = dies
+            .await_serving(&runner, || Err("not yet".into()))
+            .expect_err("it exited")
+            .to_string();
+        assert!(
+            message.starts_with("the test component is not serving: its process"),
+            "{message}"
+        );
+        assert!(message.contains("exited"), "{message}");
+        assert!(
+            message.ends_with("listening failed: address in use"),
+            "{message}"
+        );
+
+        let silent = start(&in_own_namespace("echo started; exec sleep 30"), 1);
+        let pid = silent.spawned.pid;
+        let message = silent
+            .await_serving(&runner, || Err("GET /v2/ got no answer".into()))
+            .expect_err("never ready")
+            .to_string();
+        assert!(
+            message.contains("not ready within 1 s: GET /v2/ got no answer"),
+            "{message}"
+        );
+        assert!(message.contains("started"), "{message}");
+        assert!(gone(pid), "a component that never served is killed");
+
+        let beside_runner = start(&["sleep", "30"], 1);
+        let pid = beside_runner.spawned.pid;
+        let message = beside_runner
+            .await_serving(&runner, || Ok(()))
+            .expect_err("refused")
+            .to_string();
+        assert!(
+            message.contains("runs in the runner's mount namespace"),
+            "{message}"
+        );
+        assert!(gone(pid), "a refused component is killed");
     }
-    if let Some(builder) = &state.builder {
-        lines.push((
-            "builder".to_string(),
-            "dockerd, containerd".to_string(),
-            alive(builder.dockerd) && alive(builder.containerd),
-        ));
-    }
-    for host in &state.hosts {
-        let up = [host.sshd, host.engines.containerd, host.engines.dockerd]
-            .into_iter()
-            .all(alive)
-            && process::tcp_open(&format!("{}:22", host.host.address));
-        lines.push((
-            host.host.name.clone(),
-            format!("{} {}", host.host.address, host.host.platform),
-            up,
-        ));
-    }
-    lines
 }

@@ -1,12 +1,16 @@
 //! Starting, watching and stopping the lab's own processes.
 
-use std::io::{Read, Write};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use std::os::fd::OwnedFd;
+
+use rustix::process::{Pid, PidfdFlags, Signal, pidfd_open, pidfd_send_signal};
+
 use super::LabError;
+use super::identity::{self, Pinned, ProcessIdentity, Runner, Verdict};
 use crate::system::admin_path;
 
 /// A program started detached, in a process group of its own (so a Ctrl-C
@@ -37,7 +41,9 @@ impl Daemon {
         self
     }
 
-    pub fn spawn(self) -> Result<u32, LabError> {
+    /// Starts the program; the pidfd is taken while the child is not yet
+    /// reaped, so it names this very process whatever happens to the PID.
+    pub fn spawn(self) -> Result<Spawned, LabError> {
         let command_text = format!("{} {}", self.program, self.args.join(" "));
         let failure = |message: String| LabError::Command {
             command: command_text.clone(),
@@ -69,8 +75,30 @@ impl Daemon {
             .process_group(0)
             .spawn()
             .map_err(|error| failure(error.to_string()))?;
-        // The child outlives this process on purpose; `lab down` stops it by pid.
-        Ok(child.id())
+        let pid = child.id();
+        let pidfd = i32::try_from(pid)
+            .ok()
+            .and_then(Pid::from_raw)
+            .ok_or_else(|| failure(format!("{pid} is not a valid process id")))
+            .and_then(|raw| {
+                pidfd_open(raw, PidfdFlags::empty()).map_err(|error| failure(error.to_string()))
+            })?;
+        // The child outlives this process on purpose; `lab down` stops it
+        // after proving it is still this child (see `identity`).
+        Ok(Spawned { pid, pidfd })
+    }
+}
+
+/// A process just started, held by a pidfd until it is known to serve.
+pub struct Spawned {
+    pub pid: u32,
+    pidfd: OwnedFd,
+}
+
+impl Spawned {
+    /// Kills it: a part that did not start is not left running unrecorded.
+    pub fn kill(&self) {
+        let _ = pidfd_send_signal(&self.pidfd, Signal::KILL);
     }
 }
 
@@ -95,44 +123,83 @@ pub fn run_checked(program: &str, args: &[&str]) -> Result<String, LabError> {
     }
 }
 
-/// Alive and not a zombie: an orphan may wait a while for init to reap it.
-pub fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| {
-            stat.rsplit_once(") ")
-                .map(|(_, rest)| !rest.starts_with('Z'))
-        })
-        .unwrap_or(false)
+/// A recorded process with the name reports use for it.
+#[derive(Clone)]
+pub struct Recorded<'a> {
+    pub name: String,
+    pub process: &'a ProcessIdentity,
 }
 
-fn signal(pid: u32, name: &str) {
-    let _ = Command::new("kill")
-        .args([&format!("-{name}"), &pid.to_string()])
-        .stderr(Stdio::null())
-        .status();
+impl<'a> Recorded<'a> {
+    pub fn new(name: impl Into<String>, process: &'a ProcessIdentity) -> Recorded<'a> {
+        Recorded {
+            name: name.into(),
+            process,
+        }
+    }
+
+    /// Pinned when it proves to be the lab's; a process that does not is
+    /// reported and left alone.
+    fn pin(&self, runner: &Runner, report: &mut dyn FnMut(&str)) -> Option<Pinned> {
+        match self.process.verify(runner) {
+            Verdict::Ours(pinned) => Some(pinned),
+            Verdict::Gone => None,
+            Verdict::NotOurs(reason) => {
+                report(&format!(
+                    "spared PID {} (recorded as {}): {reason}",
+                    self.process.pid, self.name
+                ));
+                None
+            }
+        }
+    }
 }
 
-/// SIGTERM, then SIGKILL for whatever is still alive after `grace`.
-pub fn terminate(pids: &[u32], grace: Duration) {
-    let living: Vec<u32> = pids.iter().copied().filter(|pid| alive(*pid)).collect();
-    for pid in &living {
-        signal(*pid, "TERM");
+/// SIGTERM, then SIGKILL for whatever is still alive after `grace`; only
+/// processes proven the lab's are signalled, each through its pidfd.
+pub fn terminate(
+    processes: &[Recorded<'_>],
+    grace: Duration,
+    runner: &Runner,
+    report: &mut dyn FnMut(&str),
+) {
+    let pinned: Vec<Pinned> = processes
+        .iter()
+        .filter_map(|recorded| recorded.pin(runner, report))
+        .collect();
+    for process in &pinned {
+        process.signal(Signal::TERM);
     }
     let started = Instant::now();
-    while started.elapsed() < grace && living.iter().any(|pid| alive(*pid)) {
+    while started.elapsed() < grace && pinned.iter().any(|process| !process.exited()) {
         std::thread::sleep(Duration::from_millis(50));
     }
-    for pid in living.into_iter().filter(|pid| alive(*pid)) {
-        signal(pid, "KILL");
+    for process in pinned.iter().filter(|process| !process.exited()) {
+        process.signal(Signal::KILL);
     }
 }
 
-/// Kills every process that shares the anchor's mount namespace, except the anchor.
-pub fn kill_namespace_members(anchor: u32) {
-    let Ok(namespace) = std::fs::read_link(format!("/proc/{anchor}/ns/mnt")) else {
-        return;
+/// Kills every process in the anchor's mount namespace, except the anchor.
+/// Only once the anchor is proven the lab's (so the namespace is the one the
+/// lab made, and not the runner's), and while the anchor is pinned, so the
+/// namespace lives on, and its inode cannot name another, during the scan.
+pub fn kill_namespace_members(
+    anchor: &Recorded<'_>,
+    runner: &Runner,
+    report: &mut dyn FnMut(&str),
+) {
+    let pinned = match anchor.process.verify(runner) {
+        Verdict::Ours(pinned) => pinned,
+        Verdict::Gone => return,
+        Verdict::NotOurs(reason) => {
+            report(&format!(
+                "left alone the processes in the mount namespace of PID {} (recorded as {}): {reason}",
+                anchor.process.pid, anchor.name
+            ));
+            return;
+        }
     };
+    let namespace = anchor.process.mount_namespace;
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return;
     };
@@ -144,15 +211,14 @@ pub fn kill_namespace_members(anchor: u32) {
         else {
             continue;
         };
-        if pid != anchor
-            && std::fs::read_link(format!("/proc/{pid}/ns/mnt"))
-                .ok()
-                .as_ref()
-                == Some(&namespace)
+        if pid != pinned.pid
+            && identity::mount_namespace_of(pid) == Some(namespace)
+            && let Some(member) = identity::pin_in_namespace(pid, namespace, runner)
         {
-            signal(pid, "KILL");
+            member.signal(Signal::KILL);
         }
     }
+    drop(pinned);
 }
 
 pub fn lab_namespaces() -> Vec<String> {
@@ -189,49 +255,4 @@ fn remove_tree(dir: &Path) {
         }
         let _ = std::fs::remove_dir(dir);
     }
-}
-
-pub fn tcp_open(address: &str) -> bool {
-    address
-        .parse()
-        .ok()
-        .and_then(|socket| {
-            std::net::TcpStream::connect_timeout(&socket, Duration::from_millis(200)).ok()
-        })
-        .is_some()
-}
-
-/// A minimal GET that succeeds on status 200; enough for readiness checks.
-pub fn http_ok(url_without_scheme: &str) -> bool {
-    let Some((address, path)) = url_without_scheme.split_once('/') else {
-        return false;
-    };
-    let Some(socket) = address.parse().ok() else {
-        return false;
-    };
-    let Ok(mut stream) = std::net::TcpStream::connect_timeout(&socket, Duration::from_millis(300))
-    else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
-    let request = format!("GET /{path} HTTP/1.0\r\nHost: {address}\r\n\r\n");
-    if stream.write_all(request.as_bytes()).is_err() {
-        return false;
-    }
-    let mut response = String::new();
-    let _ = stream.read_to_string(&mut response);
-    response.starts_with("HTTP/1.1 200") || response.starts_with("HTTP/1.0 200")
-}
-
-pub fn docker_ping(socket: &Path) -> bool {
-    let Ok(mut stream) = std::os::unix::net::UnixStream::connect(socket) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
-    if stream.write_all(b"GET /_ping HTTP/1.0\r\n\r\n").is_err() {
-        return false;
-    }
-    let mut response = String::new();
-    let _ = stream.read_to_string(&mut response);
-    response.ends_with("OK")
 }

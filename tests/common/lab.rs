@@ -39,11 +39,7 @@ pub fn lab() -> &'static LabState {
 }
 
 pub fn layout() -> LabLayout {
-    LabLayout {
-        root: repository().join(".lab"),
-        deps: PathBuf::new(),
-        shim: None,
-    }
+    LabLayout::new(repository().join(".lab"), PathBuf::new())
 }
 
 /// A lab host's Docker socket, reached through its namespace from here.
@@ -58,7 +54,7 @@ fn host_root(name: &str) -> String {
         .iter()
         .find(|h| h.host.name == name)
         .expect("lab host");
-    format!("/proc/{}/root", host.anchor)
+    format!("/proc/{}/root", host.anchor.pid)
 }
 
 /// The lab registry's `host:port`, as the runner reaches it.
@@ -314,7 +310,7 @@ fn current_host_root(name: &str) -> String {
         .iter()
         .find(|h| h.host.name == name)
         .expect("lab host");
-    format!("/proc/{}/root", host.anchor)
+    format!("/proc/{}/root", host.anchor.pid)
 }
 
 /// A lab host's Docker socket per the current state.
