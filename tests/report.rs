@@ -1143,3 +1143,105 @@ fn a_spec_names_its_out_folder_and_current_fingerprint() {
         regex::Regex::new(r"<dt>fingerprint of the spec now</dt><dd>[0-9a-f]{16,}</dd>").unwrap();
     assert!(fingerprint.is_match(&page));
 }
+
+/// Headless Chromium (Debian's `chromium`, which scripts/install-deps
+/// installs) opens the page with every network request refused: something
+/// is drawn, every figure is there, and no resource failed to load.
+#[test]
+fn a_browser_shows_the_page_offline() {
+    let root = tempfile::tempdir().unwrap();
+    let out = experiment_out(root.path());
+    write_results(&out, &Results::default());
+    report(&out, &["--quiet"]);
+    let page = out.join("report/index.html");
+    let figures = files_with_extension(&out.join("report/figures"), "svg").len();
+    assert!(figures > 0);
+
+    let browser = |extra: &[&str]| {
+        let output = Command::new("chromium")
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                // No network: every host resolves to nothing, and no proxy
+                // or other route is left.
+                "--host-resolver-rules=MAP * ~NOTFOUND",
+                "--proxy-server=127.0.0.1:9",
+                "--disable-background-networking",
+                "--window-size=1280,2400",
+            ])
+            .arg(format!(
+                "--user-data-dir={}",
+                root.path().join("profile").display()
+            ))
+            .args(extra)
+            .arg(format!("file://{}", page.display()))
+            .output()
+            .expect("chromium runs (scripts/install-deps installs it)");
+        assert!(
+            output.status.success(),
+            "chromium failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output
+    };
+
+    // The DOM after loading: every figure. The browser's net log has every
+    // request it made; those made for the page carry the page's `file://`
+    // isolation key. A self-contained page makes none, so none can fail
+    // (the browser's own update and account checks carry other keys).
+    let net_log = root.path().join("net-log.json");
+    let dumped = browser(&[
+        "--dump-dom",
+        &format!("--log-net-log={}", net_log.display()),
+    ]);
+    let dom = String::from_utf8_lossy(&dumped.stdout);
+    assert_eq!(
+        dom.matches("<svg id=\"").count(),
+        figures,
+        "every figure is in the loaded page"
+    );
+    let log: serde_json::Value =
+        serde_json::from_str(&read(&net_log)).expect("the net log is JSON");
+    let page_requests: Vec<&str> = log["events"]
+        .as_array()
+        .expect("net log events")
+        .iter()
+        .filter(|event| {
+            event["params"]["network_isolation_key"]
+                .as_str()
+                .is_some_and(|key| key.starts_with("file://"))
+        })
+        .filter_map(|event| event["params"]["url"].as_str())
+        .collect();
+    assert!(
+        page_requests.is_empty(),
+        "the page loaded resources: {page_requests:?}"
+    );
+
+    // The screenshot is not blank: a good share of it is neither the
+    // background nor one flat colour.
+    let screenshot = root.path().join("page.png");
+    browser(&[&format!("--screenshot={}", screenshot.display())]);
+    let decoder = png::Decoder::new(std::io::BufReader::new(
+        std::fs::File::open(&screenshot).expect("a screenshot"),
+    ));
+    let mut reader = decoder.read_info().unwrap();
+    let mut pixels = vec![0; reader.output_buffer_size().unwrap()];
+    let frame = reader.next_frame(&mut pixels).unwrap();
+    let channels = frame.color_type.samples();
+    let pixels = &pixels[..frame.buffer_size()];
+    let background = &pixels[..channels];
+    let drawn = pixels
+        .chunks(channels)
+        .filter(|pixel| *pixel != background)
+        .count();
+    let total = pixels.len() / channels;
+    let colours: std::collections::HashSet<&[u8]> = pixels.chunks(channels).collect();
+    assert!(
+        drawn * 50 > total && colours.len() > 16,
+        "the screenshot looks blank: {drawn} of {total} pixels drawn, {} colours",
+        colours.len()
+    );
+}

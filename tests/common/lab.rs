@@ -97,6 +97,9 @@ pub async fn fresh_pull(
 /// The wasmtime shim `pipeline lab up` puts on the hosts' PATH. Tests that run
 /// wasm need it, and fail (not skip) when it was not built.
 pub fn require_shim() {
+    // `lab up` installs it; a test that asks first on a fresh machine must
+    // not find it missing only because no other test brought the lab up.
+    lab();
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map_or_else(|| repository().join("target"), PathBuf::from);
     let built = target.join("release/containerd-shim-wasmtime-v1");
