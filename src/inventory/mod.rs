@@ -154,11 +154,8 @@ impl Inventory {
     /// Reads an inventory file and the `group_vars/` and `host_vars/`
     /// directories beside it.
     pub fn load(path: &Path) -> Result<Inventory, InventoryError> {
-        let source =
-            crate::limits::read_regular_file(path).map_err(|source| InventoryError::Io {
-                path: path.to_path_buf(),
-                source,
-            })?;
+        let source = crate::limits::read_regular_file(path)
+            .map_err(|source| InventoryError::read(path, source))?;
         let directory = match path.parent() {
             Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
             _ => PathBuf::from("."),

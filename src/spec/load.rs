@@ -30,14 +30,31 @@ pub fn load_spec(path: &Path) -> Result<ExperimentSpec, SpecError> {
     Ok(parse_spec(&text, path)?)
 }
 
+/// A read error as a diagnostic: located when the file is not UTF-8 text.
+pub fn read_diagnostic(path: &Path, error: &std::io::Error) -> Diagnostic {
+    match crate::limits::NotUtf8::of(error) {
+        Some(position) => Diagnostic::at(
+            SourceLocation::new(path, position.line, position.column),
+            position.to_string(),
+        ),
+        None => Diagnostic::unlocated(format!("failed to read {}: {error}", path.display())),
+    }
+}
+
 pub fn parse_spec(text: &str, path: &Path) -> Result<ExperimentSpec, Diagnostics> {
     parse_yaml(text, path)
 }
 
 pub(crate) fn read_text(path: &Path) -> Result<String, SpecError> {
-    crate::limits::read_regular_file(path).map_err(|source| SpecError::Read {
-        path: path.to_path_buf(),
-        source,
+    crate::limits::read_regular_file(path).map_err(|source| {
+        if crate::limits::NotUtf8::of(&source).is_some() {
+            SpecError::Invalid(Diagnostics(vec![read_diagnostic(path, &source)]))
+        } else {
+            SpecError::Read {
+                path: path.to_path_buf(),
+                source,
+            }
+        }
     })
 }
 
