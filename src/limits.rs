@@ -24,11 +24,13 @@ pub const MAX_RETRIES: u32 = 20;
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
 /// String bytes that YAML aliases in an inventory or vars file may copy.
 pub const MAX_ALIAS_BYTES: usize = 64 * 1024 * 1024;
+/// YAML nodes of a spec or workload.yaml, aliases expanded.
+pub const MAX_YAML_NODES: usize = 20_000;
 /// Size of any file the spec or inventory makes the tool read, and of a
 /// rendered Dockerfile.
 pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
 /// Template instructions one render may execute (minijinja's fuel).
-pub const MAX_TEMPLATE_FUEL: u64 = 10_000_000;
+pub const MAX_TEMPLATE_FUEL: u64 = 1_000_000;
 
 /// Reads a regular file of at most [`MAX_FILE_BYTES`] as UTF-8 text.
 ///
@@ -90,15 +92,17 @@ impl NotUtf8 {
 
 /// As [`read_regular_file`], for a file that must lie inside `folder` once
 /// symbolic links are followed: a link out of it is refused unread.
-pub fn read_regular_file_inside(path: &Path, folder: &Path) -> std::io::Result<String> {
+/// `folder_name` says which folder in the error.
+pub fn read_regular_file_inside(
+    path: &Path,
+    folder: &Path,
+    folder_name: &str,
+) -> std::io::Result<String> {
     check_regular(std::fs::metadata(path)?.file_type())?;
     if !resolves_inside(path, folder) {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
-            format!(
-                "it leads outside {} through a symbolic link",
-                folder.display()
-            ),
+            format!("it leads outside {folder_name} through a symbolic link"),
         ));
     }
     read_regular_file(path)

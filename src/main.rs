@@ -780,6 +780,15 @@ impl Failure {
             Failure::Plan(PlanError::Inventory(error)) | Failure::Inventory(error) => {
                 vec![inventory_diagnostic(error)]
             }
+            // A file that exists but cannot be read is pointed at as a whole.
+            Failure::Plan(PlanError::Spec(pipeline::spec::SpecError::Read { path, source }))
+                if source.kind() != std::io::ErrorKind::NotFound =>
+            {
+                vec![Diagnostic::at(
+                    pipeline::diagnostic::SourceLocation::new(path, 1, 1),
+                    format!("cannot read: {source}"),
+                )]
+            }
             Failure::Plan(other) => vec![Diagnostic::unlocated(other.to_string())],
             Failure::Render(diagnostics) => diagnostics.clone(),
             Failure::Invalid(message) | Failure::Runtime(message) => {

@@ -37,7 +37,7 @@ fn load_template(templates: &Path, name: &str) -> Result<Option<String>, minijin
         }
         path.push(segment);
     }
-    match crate::limits::read_regular_file_inside(&path, templates) {
+    match crate::limits::read_regular_file_inside(&path, templates, "the templates folder") {
         Ok(text) => Ok(Some(text)),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(error) => Err(minijinja::Error::new(

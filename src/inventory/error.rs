@@ -88,10 +88,13 @@ impl InventoryError {
         }
     }
 
-    /// 1-based line and column, for errors that point into a file.
+    /// 1-based line and column, for errors that point into a file; a file
+    /// that exists but cannot be read is pointed at as a whole, at its start.
     pub fn location(&self) -> Option<(usize, usize)> {
         match self {
-            InventoryError::Io { .. } => None,
+            InventoryError::Io { source, .. } => {
+                (source.kind() != std::io::ErrorKind::NotFound).then_some((1, 1))
+            }
             InventoryError::Yaml { line, column, .. }
             | InventoryError::Structure { line, column, .. }
             | InventoryError::HostPattern { line, column, .. } => Some((*line, *column)),

@@ -155,9 +155,8 @@ fn inventory_path(
             Diagnostic::at(
                 SourceLocation::from_yaml(spec_path, located.referenced),
                 format!(
-                    "inventory `{}` lies outside the project {}",
-                    located.value,
-                    project_root.display()
+                    "inventory `{}` lies outside the project (the folder of templates/ and workloads/)",
+                    located.value
                 ),
             )
             .with_help(

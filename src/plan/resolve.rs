@@ -847,6 +847,23 @@ impl<'a> Resolver<'a> {
         target: &Target,
         workload: &crate::spec::WorkloadSpec,
     ) {
+        // A bad name is reported where it is written; its reference would only repeat it.
+        let spec = self.spec;
+        let names_valid = [
+            ("experiment", &spec.experiment.value),
+            ("workload", &workload.name.value),
+        ]
+        .iter()
+        .all(|(what, name)| names::check_name(what, name).is_ok())
+            && spec.variants.as_ref().is_none_or(|variants| {
+                variants
+                    .value
+                    .keys()
+                    .all(|name| names::check_name("variant", &name.value).is_ok())
+            });
+        if !names_valid {
+            return;
+        }
         let registry = &self.spec.registry;
         if let Err(message) = names::check_repository(repository) {
             self.error(

@@ -60,8 +60,19 @@ pub(crate) fn read_text(path: &Path) -> Result<String, SpecError> {
 
 /// Deserializes one YAML document; syntax and type errors become a located diagnostic.
 pub(crate) fn parse_yaml<T: DeserializeOwned>(text: &str, path: &Path) -> Result<T, Diagnostics> {
-    serde_saphyr::from_str::<T>(text)
+    serde_saphyr::from_str_with_options::<T>(text, yaml_options())
         .map_err(|error| Diagnostics(vec![yaml_diagnostic(&error, path)]))
+}
+
+/// serde-saphyr's budget, tightened to what a hand-written spec needs, so
+/// aliases cannot copy a string into gigabytes or nest a billion nodes.
+fn yaml_options() -> serde_saphyr::Options {
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_nodes = crate::limits::MAX_YAML_NODES;
+    budget.max_total_scalar_bytes = crate::limits::MAX_ALIAS_BYTES;
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget);
+    options
 }
 
 fn yaml_diagnostic(error: &serde_saphyr::Error, path: &Path) -> Diagnostic {
@@ -84,6 +95,12 @@ fn yaml_message(error: &serde_saphyr::Error) -> String {
         None => first,
     };
     let mut message = trimmed.trim_start_matches("error: ").to_string();
+    if let Some(breach) = message.strip_prefix("budget breached: ") {
+        let breach = breach.split(" (").next().unwrap_or(breach);
+        message = format!(
+            "the YAML is too large once its aliases are expanded: {breach}, over the limit in docs/spec.md"
+        );
+    }
     if let Some(first_char) = message.get(..1) {
         let lower = first_char.to_lowercase();
         message.replace_range(..1, &lower);
