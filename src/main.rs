@@ -460,11 +460,12 @@ fn run_status(args: &cli::StatusArgs) -> Result<(), Failure> {
         .filter(|status| status.state == StageState::Failed)
         .take(20)
     {
+        // The error may carry a remote program's output.
         let _ = writeln!(
             text,
             "failed {}: {}",
             status.id,
-            status.error.as_deref().unwrap_or_default()
+            escape_control_lines(status.error.as_deref().unwrap_or_default())
         );
     }
     let _ = writeln!(
