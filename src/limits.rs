@@ -51,10 +51,14 @@ pub fn read_regular_file(path: &Path) -> std::io::Result<String> {
     if bytes.len() as u64 > MAX_FILE_BYTES {
         return Err(too_large());
     }
-    String::from_utf8(bytes).map_err(|error| {
-        let position = NotUtf8::at(error.as_bytes(), error.utf8_error().valid_up_to());
-        std::io::Error::new(std::io::ErrorKind::InvalidData, position)
-    })
+    decode_text(bytes)
+        .map_err(|position| std::io::Error::new(std::io::ErrorKind::InvalidData, position))
+}
+
+/// The bytes of a file as text, or where they stop being UTF-8.
+pub fn decode_text(bytes: Vec<u8>) -> Result<String, NotUtf8> {
+    String::from_utf8(bytes)
+        .map_err(|error| NotUtf8::at(error.as_bytes(), error.utf8_error().valid_up_to()))
 }
 
 /// Where a file stops being UTF-8 text: 1-based line and column (in

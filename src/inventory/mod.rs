@@ -140,6 +140,13 @@ const INTERNAL_VARS: &[&str] = &[
 /// The JSON serialisation profile name ansible-core 2.19 reports in `_meta`.
 const LIST_PROFILE: &str = "inventory_legacy";
 
+/// Expands one key of a `hosts:` mapping, such as `web[01:20].example.org:2222`,
+/// into host names and its port, as loading an inventory does.
+pub fn expand_host_key(key: &str) -> Result<(Vec<String>, Option<u64>), String> {
+    let split = pattern::split_port(key);
+    Ok((pattern::expand_ranges(&split.pattern)?, split.port))
+}
+
 /// A loaded inventory with every host's variables resolved.
 #[derive(Debug)]
 pub struct Inventory {
