@@ -3,6 +3,7 @@
 //! The library only builds [`Diagnostic`] values; turning them into text with
 //! the offending line and a caret happens once, at the edge.
 
+use std::borrow::Cow;
 use std::fmt::{self, Write as _};
 use std::path::{Path, PathBuf};
 
@@ -35,8 +36,43 @@ impl SourceLocation {
 
 impl fmt::Display for SourceLocation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}", self.path.display(), self.line, self.column)
+        let path = self.path.display().to_string();
+        write!(f, "{}:{}:{}", escape_control(&path), self.line, self.column)
     }
+}
+
+/// Text for a terminal or a log: every control character but the tab (a
+/// terminal escape, a carriage return, a line break) and every bidirectional
+/// override is written as `\x1b` or `\u{202e}`, so input cannot move the
+/// cursor, recolour the screen or fake a line of output.
+pub fn escape_control(text: &str) -> Cow<'_, str> {
+    escape(text, false)
+}
+
+/// As [`escape_control`], keeping line breaks: for messages of several lines.
+pub fn escape_control_lines(text: &str) -> Cow<'_, str> {
+    escape(text, true)
+}
+
+fn escape(text: &str, keep_newlines: bool) -> Cow<'_, str> {
+    let escaped = |c: char| {
+        (c.is_control() && c != '\t' && !(keep_newlines && c == '\n'))
+            || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if !text.chars().any(escaped) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if !escaped(c) {
+            out.push(c);
+        } else if u32::from(c) < 0x80 {
+            let _ = write!(out, "\\x{:02x}", u32::from(c));
+        } else {
+            let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+        }
+    }
+    Cow::Owned(out)
 }
 
 /// One problem found in an input file, optionally with a hint on how to fix it.
@@ -73,32 +109,39 @@ impl Diagnostic {
     /// Renders `path:line:col: error: message`, the source line and a caret.
     ///
     /// `source` is the text of the file the location names, when the caller
-    /// has it; without it only the first line is printed.
+    /// has it and may show it; without it only the first line is printed.
+    /// Control characters of the message, help and line are escaped.
     pub fn render(&self, source: Option<&str>) -> String {
         let mut out = String::new();
         match &self.location {
             Some(location) => {
-                let _ = writeln!(out, "{location}: error: {}", self.message);
+                let message = escape_control(&self.message);
+                let _ = writeln!(out, "{location}: error: {message}");
                 if let Some(line_text) =
                     source.and_then(|text| text.lines().nth(location.line.saturating_sub(1)))
                 {
                     let number = location.line.to_string();
                     let gutter = " ".repeat(number.len());
-                    // Columns count characters; tabs are kept so the caret lines up.
-                    let pad: String = line_text
+                    let prefix: String = line_text
                         .chars()
                         .take(location.column.saturating_sub(1))
+                        .collect();
+                    // Columns count characters of the escaped line; tabs are
+                    // kept so the caret lines up.
+                    let pad: String = escape_control(&prefix)
+                        .chars()
                         .map(|c| if c == '\t' { '\t' } else { ' ' })
                         .collect();
+                    let line_text = escape_control(line_text);
                     let _ = writeln!(out, "{gutter} |\n{number} | {line_text}\n{gutter} | {pad}^");
                 }
             }
             None => {
-                let _ = writeln!(out, "error: {}", self.message);
+                let _ = writeln!(out, "error: {}", escape_control_lines(&self.message));
             }
         }
         if let Some(help) = &self.help {
-            let _ = writeln!(out, "  = help: {help}");
+            let _ = writeln!(out, "  = help: {}", escape_control(help));
         }
         out
     }
@@ -107,8 +150,8 @@ impl Diagnostic {
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.location {
-            Some(location) => write!(f, "{location}: {}", self.message),
-            None => f.write_str(&self.message),
+            Some(location) => write!(f, "{location}: {}", escape_control(&self.message)),
+            None => f.write_str(&escape_control_lines(&self.message)),
         }
     }
 }
@@ -180,5 +223,25 @@ mod tests {
             text,
             "e.yaml:2:5: error: unknown host `x`\n  |\n2 | b:  x\n  |     ^\n  = help: define it in the inventory\n"
         );
+    }
+
+    #[test]
+    fn control_characters_are_escaped_and_the_caret_follows() {
+        let diagnostic = Diagnostic::at(
+            SourceLocation::new("e.yaml", 1, 11),
+            "workload name `\u{1b}[31mred` is bad",
+        )
+        .with_help("not \u{202e}this");
+        let text = diagnostic.render(Some("name: \u{1b}[31mred\n"));
+        assert!(
+            !text.contains('\u{1b}') && !text.contains('\u{202e}'),
+            "{text}"
+        );
+        assert_eq!(
+            text,
+            "e.yaml:1:11: error: workload name `\\x1b[31mred` is bad\n  |\n1 | name: \\x1b[31mred\n  |              ^\n  = help: not \\u{202e}this\n"
+        );
+        assert_eq!(escape_control_lines("a\nb\r"), "a\nb\\x0d");
+        assert_eq!(escape_control("tab\tok"), "tab\tok");
     }
 }

@@ -24,8 +24,13 @@ pub const MAX_RETRIES: u32 = 20;
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
 /// String bytes that YAML aliases in an inventory or vars file may copy.
 pub const MAX_ALIAS_BYTES: usize = 64 * 1024 * 1024;
-/// Size of any file the spec or inventory makes the tool read.
+/// YAML nodes of a spec or workload.yaml, aliases expanded.
+pub const MAX_YAML_NODES: usize = 20_000;
+/// Size of any file the spec or inventory makes the tool read, and of a
+/// rendered Dockerfile.
 pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
+/// Template instructions one render may execute (minijinja's fuel).
+pub const MAX_TEMPLATE_FUEL: u64 = 1_000_000;
 
 /// Reads a regular file of at most [`MAX_FILE_BYTES`] as UTF-8 text.
 ///
@@ -38,15 +43,82 @@ pub fn read_regular_file(path: &Path) -> std::io::Result<String> {
     if metadata.len() > MAX_FILE_BYTES {
         return Err(too_large());
     }
-    let mut text = String::new();
+    let mut bytes = Vec::new();
     // The file may grow between the check and the read.
     std::fs::File::open(path)?
         .take(MAX_FILE_BYTES + 1)
-        .read_to_string(&mut text)?;
-    if text.len() as u64 > MAX_FILE_BYTES {
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
         return Err(too_large());
     }
-    Ok(text)
+    decode_text(bytes)
+        .map_err(|position| std::io::Error::new(std::io::ErrorKind::InvalidData, position))
+}
+
+/// The bytes of a file as text, or where they stop being UTF-8.
+pub fn decode_text(bytes: Vec<u8>) -> Result<String, NotUtf8> {
+    String::from_utf8(bytes)
+        .map_err(|error| NotUtf8::at(error.as_bytes(), error.utf8_error().valid_up_to()))
+}
+
+/// Where a file stops being UTF-8 text: 1-based line and column (in
+/// characters), carried inside the `io::Error` of [`read_regular_file`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the file is not UTF-8 text: byte {byte:#04x} at line {line}, column {column}")]
+pub struct NotUtf8 {
+    pub line: usize,
+    pub column: usize,
+    pub byte: u8,
+}
+
+impl NotUtf8 {
+    fn at(bytes: &[u8], valid_up_to: usize) -> NotUtf8 {
+        let valid = &bytes[..valid_up_to];
+        let line_start = valid.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        // The prefix is valid UTF-8, so counting non-continuation bytes counts characters.
+        let column = valid[line_start..]
+            .iter()
+            .filter(|&&b| b & 0xC0 != 0x80)
+            .count()
+            + 1;
+        NotUtf8 {
+            line: valid.split(|&b| b == b'\n').count(),
+            column,
+            byte: bytes.get(valid_up_to).copied().unwrap_or_default(),
+        }
+    }
+
+    /// The position, when `error` came from reading a file that is not UTF-8.
+    pub fn of(error: &std::io::Error) -> Option<NotUtf8> {
+        error.get_ref()?.downcast_ref::<NotUtf8>().copied()
+    }
+}
+
+/// As [`read_regular_file`], for a file that must lie inside `folder` once
+/// symbolic links are followed: a link out of it is refused unread.
+/// `folder_name` says which folder in the error.
+pub fn read_regular_file_inside(
+    path: &Path,
+    folder: &Path,
+    folder_name: &str,
+) -> std::io::Result<String> {
+    check_regular(std::fs::metadata(path)?.file_type())?;
+    if !resolves_inside(path, folder) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("it leads outside {folder_name} through a symbolic link"),
+        ));
+    }
+    read_regular_file(path)
+}
+
+/// Whether `path`, with every symbolic link followed, lies inside `folder`
+/// (itself resolved). False when either cannot be resolved.
+pub fn resolves_inside(path: &Path, folder: &Path) -> bool {
+    match (std::fs::canonicalize(path), std::fs::canonicalize(folder)) {
+        (Ok(path), Ok(folder)) => path.starts_with(folder),
+        _ => false,
+    }
 }
 
 /// An error unless the type is a regular file; says what it is instead.
@@ -89,4 +161,25 @@ fn too_large() -> std::io::Error {
             MAX_FILE_BYTES / (1024 * 1024)
         ),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_utf8_is_located_by_line_and_character() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spec.yaml");
+        std::fs::write(&path, b"a: 1\nb: \xc3\xa9\xff\n").unwrap();
+        let error = read_regular_file(&path).unwrap_err();
+        assert_eq!(
+            NotUtf8::of(&error),
+            Some(NotUtf8 {
+                line: 2,
+                column: 5,
+                byte: 0xff
+            })
+        );
+    }
 }

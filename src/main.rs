@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use cli::{Cli, ColorChoice, Command, PlanFormat};
-use pipeline::diagnostic::Diagnostic;
+use pipeline::diagnostic::{Diagnostic, escape_control, escape_control_lines};
 use pipeline::inventory::{Inventory, InventoryError};
 use pipeline::plan::{self, Plan, PlanError, PlanOptions, StageKind, output};
 use pipeline::render;
@@ -27,10 +27,62 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Exit(code)) => ExitCode::from(code),
         Err(failure) => {
+            let quotable = QuotableFiles::of(&cli.command);
             let mut stderr = std::io::stderr().lock();
-            let _ = stderr.write_all(failure.render(style).as_bytes());
+            let _ = stderr.write_all(failure.render(style, &quotable).as_bytes());
             ExitCode::from(failure.exit_code())
         }
+    }
+}
+
+/// The files a diagnostic may quote a line of: those named on the command
+/// line and those inside the experiment's project. A line of any other file
+/// (`/etc/passwd` reached through a link, say) could be a secret.
+struct QuotableFiles {
+    files: Vec<std::path::PathBuf>,
+    folders: Vec<std::path::PathBuf>,
+}
+
+impl QuotableFiles {
+    fn of(command: &Command) -> QuotableFiles {
+        let (spec, inventory) = match command {
+            Command::Validate(args) => (Some(&args.spec), args.inventory.as_ref()),
+            Command::Plan(cli::PlanArgs { spec, .. })
+            | Command::Render(cli::RenderArgs { spec, .. })
+            | Command::Apply(cli::ApplyArgs { spec, .. })
+            | Command::Status(cli::StatusArgs { spec, .. }) => {
+                (Some(&spec.spec), spec.inventory.as_ref())
+            }
+            Command::Report(args) => (Some(&args.target), args.inventory.as_ref()),
+            Command::Inventory(args) => (None, Some(&args.file)),
+            Command::Lab(_) | Command::Agent => (None, None),
+        };
+        let canonical = |path: &std::path::Path| std::fs::canonicalize(path).ok();
+        let files = spec
+            .into_iter()
+            .chain(inventory)
+            .filter_map(|path| canonical(path))
+            .collect();
+        // The project root the plan would have found; the spec is read again
+        // only here, after a failure.
+        let folders = spec
+            .and_then(|path| {
+                let loaded = pipeline::spec::load_spec(path).ok()?;
+                plan::project_root(&loaded, path).ok()
+            })
+            .and_then(|root| canonical(&root))
+            .into_iter()
+            .collect();
+        QuotableFiles { files, folders }
+    }
+
+    fn source_of(&self, path: &std::path::Path) -> Option<String> {
+        let real = std::fs::canonicalize(path).ok()?;
+        let allowed = self.files.contains(&real)
+            || self.folders.iter().any(|folder| real.starts_with(folder));
+        allowed
+            .then(|| pipeline::limits::read_regular_file(path).ok())
+            .flatten()
     }
 }
 
@@ -38,7 +90,8 @@ fn main() -> ExitCode {
 enum Failure {
     Plan(PlanError),
     Inventory(InventoryError),
-    Render(render::RenderError, std::path::PathBuf),
+    /// Templates that do not render, one diagnostic each.
+    Render(Vec<Diagnostic>),
     /// Input or usage that is wrong: exit 2.
     Invalid(String),
     /// Something failed while running: exit 1.
@@ -51,16 +104,9 @@ fn run(cli: &Cli) -> Result<(), Failure> {
     match &cli.command {
         Command::Validate(args) => {
             let plan = load(&args.spec, args.inventory.clone())?;
-            // Rendering every template catches template errors before anything runs.
-            for (_, stage) in plan
-                .graph
-                .stages()
-                .filter(|(_, stage)| stage.kind == StageKind::Render)
-            {
-                render_stage(&plan, stage)?;
-            }
             if !cli.output.quiet {
-                println!("{}: valid: {}", args.spec.display(), summary(&plan));
+                let spec = args.spec.display().to_string();
+                println!("{}: valid: {}", escape_control(&spec), summary(&plan));
             }
             Ok(())
         }
@@ -331,7 +377,8 @@ fn run_apply(args: &cli::ApplyArgs, output: &cli::OutputArgs) -> Result<(), Fail
         if summary.failed.len() > 20 {
             let _ = writeln!(text, "  ... and {} more", summary.failed.len() - 20);
         }
-        eprint!("{text}");
+        // Errors may carry a remote program's output.
+        eprint!("{}", escape_control_lines(&text));
     }
     if summary.interrupted {
         eprintln!("interrupted; `pipeline apply` again resumes where this one stopped");
@@ -417,11 +464,12 @@ fn run_status(args: &cli::StatusArgs) -> Result<(), Failure> {
         .filter(|status| status.state == StageState::Failed)
         .take(20)
     {
+        // The error may carry a remote program's output.
         let _ = writeln!(
             text,
             "failed {}: {}",
             status.id,
-            status.error.as_deref().unwrap_or_default()
+            escape_control_lines(status.error.as_deref().unwrap_or_default())
         );
     }
     let _ = writeln!(
@@ -533,7 +581,7 @@ fn run_lab(args: &cli::LabArgs, quiet: bool) -> Result<(), Failure> {
     let mut layout = lab_layout(&args.dir, args.deps.clone())?;
     let mut report = |line: &str| {
         if !quiet {
-            eprintln!("lab: {line}");
+            eprintln!("lab: {}", escape_control_lines(line));
         }
     };
     let failure = |error: lab::LabError| Failure::Runtime(error.to_string());
@@ -599,11 +647,53 @@ fn render_stage(plan: &Plan, stage: &pipeline::plan::Stage) -> Result<String, Fa
         stage.fingerprint,
         &render::Toolchain::new(),
     )
-    .map_err(|error| Failure::Render(error, experiment.project_root.clone()))
+    .map_err(|error| Failure::Render(vec![render_diagnostic(&error, &experiment.project_root)]))
 }
 
+fn render_diagnostic(error: &render::RenderError, project_root: &std::path::Path) -> Diagnostic {
+    let render::RenderError::Template {
+        template,
+        line,
+        message,
+    } = error;
+    Diagnostic::at(
+        pipeline::diagnostic::SourceLocation::new(
+            project_root.join(template),
+            line.unwrap_or(1),
+            1,
+        ),
+        format!("template error: {message}"),
+    )
+}
+
+/// The one validation every command runs: the spec and inventory against
+/// the project, then every template rendered, so `plan`, `render`, `apply`
+/// and `status` refuse exactly what `validate` refuses.
 fn load(spec: &std::path::Path, inventory: Option<std::path::PathBuf>) -> Result<Plan, Failure> {
-    plan::load_plan(spec, &PlanOptions { inventory }).map_err(Failure::Plan)
+    let plan = plan::load_plan(spec, &PlanOptions { inventory }).map_err(Failure::Plan)?;
+    let mut problems = Vec::new();
+    for (_, stage) in plan
+        .graph
+        .stages()
+        .filter(|(_, stage)| stage.kind == StageKind::Render)
+    {
+        match render_stage(&plan, stage) {
+            Ok(_) => {}
+            Err(Failure::Render(diagnostics)) => {
+                for diagnostic in diagnostics {
+                    if !problems.contains(&diagnostic) {
+                        problems.push(diagnostic);
+                    }
+                }
+            }
+            Err(other) => return Err(other),
+        }
+    }
+    if problems.is_empty() {
+        Ok(plan)
+    } else {
+        Err(Failure::Render(problems))
+    }
 }
 
 /// A closed pipe (`pipeline plan x | head`) is not an error worth a message.
@@ -674,16 +764,15 @@ impl Style {
 impl Failure {
     fn exit_code(&self) -> u8 {
         match self {
-            Failure::Plan(_)
-            | Failure::Inventory(_)
-            | Failure::Render(..)
-            | Failure::Invalid(_) => EXIT_INVALID,
+            Failure::Plan(_) | Failure::Inventory(_) | Failure::Render(_) | Failure::Invalid(_) => {
+                EXIT_INVALID
+            }
             Failure::Runtime(_) => EXIT_FAILED,
             Failure::Exit(code) => *code,
         }
     }
 
-    fn render(&self, style: Style) -> String {
+    fn render(&self, style: Style, quotable: &QuotableFiles) -> String {
         let diagnostics: Vec<Diagnostic> = match self {
             Failure::Plan(PlanError::Invalid(diagnostics)) => diagnostics.0.clone(),
             Failure::Plan(PlanError::Spec(pipeline::spec::SpecError::Invalid(diagnostics))) => {
@@ -692,24 +781,17 @@ impl Failure {
             Failure::Plan(PlanError::Inventory(error)) | Failure::Inventory(error) => {
                 vec![inventory_diagnostic(error)]
             }
-            Failure::Plan(other) => vec![Diagnostic::unlocated(other.to_string())],
-            Failure::Render(
-                render::RenderError::Template {
-                    template,
-                    line,
-                    message,
-                },
-                root,
-            ) => {
+            // A file that exists but cannot be read is pointed at as a whole.
+            Failure::Plan(PlanError::Spec(pipeline::spec::SpecError::Read { path, source }))
+                if source.kind() != std::io::ErrorKind::NotFound =>
+            {
                 vec![Diagnostic::at(
-                    pipeline::diagnostic::SourceLocation::new(
-                        root.join(template),
-                        line.unwrap_or(1),
-                        1,
-                    ),
-                    format!("template error: {message}"),
+                    pipeline::diagnostic::SourceLocation::new(path, 1, 1),
+                    format!("cannot read: {source}"),
                 )]
             }
+            Failure::Plan(other) => vec![Diagnostic::unlocated(other.to_string())],
+            Failure::Render(diagnostics) => diagnostics.clone(),
             Failure::Invalid(message) | Failure::Runtime(message) => {
                 vec![Diagnostic::unlocated(message.clone())]
             }
@@ -720,7 +802,7 @@ impl Failure {
             let source = diagnostic
                 .location
                 .as_ref()
-                .and_then(|location| pipeline::limits::read_regular_file(&location.path).ok());
+                .and_then(|location| quotable.source_of(&location.path));
             out.push_str(&style.paint(&diagnostic.render(source.as_deref())));
         }
         if diagnostics.len() > 1 {

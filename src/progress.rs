@@ -76,6 +76,7 @@ impl EventSink for StageLogFiles {
         };
         let path = self.path_of(&event.stage);
         let file = self.file(&event.stage)?;
+        let line = crate::diagnostic::escape_control_lines(&line);
         writeln!(file, "{line}").map_err(|source| SinkError { path, source })?;
         if !matches!(event.body, EventBody::Log { .. }) {
             // Stage boundaries reach the disk at once, so a crash leaves a readable log.
@@ -177,6 +178,9 @@ impl ProgressDisplay {
     }
 
     fn say(&self, line: &str) {
+        // Log lines and errors come from builds and remote hosts.
+        let line = crate::diagnostic::escape_control_lines(line);
+        let line = line.as_ref();
         match &self.bars {
             Some((multi, _)) => {
                 let _ = multi.println(line);

@@ -37,7 +37,7 @@ fn load_template(templates: &Path, name: &str) -> Result<Option<String>, minijin
         }
         path.push(segment);
     }
-    match crate::limits::read_regular_file(&path) {
+    match crate::limits::read_regular_file_inside(&path, templates, "the templates folder") {
         Ok(text) => Ok(Some(text)),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(error) => Err(minijinja::Error::new(
@@ -61,6 +61,8 @@ pub fn render_dockerfile(
     // A typo in a variable name must fail the render, not print an empty string.
     environment.set_undefined_behavior(UndefinedBehavior::Strict);
     environment.set_keep_trailing_newline(true);
+    // Loops over loops could run for hours; recursion is bounded by minijinja.
+    environment.set_fuel(Some(crate::limits::MAX_TEMPLATE_FUEL));
     environment.set_loader(move |name: &str| load_template(&templates, name));
     environment.add_filter("dockerfile_quote", dockerfile_quote);
     let name = image
@@ -84,7 +86,40 @@ pub fn render_dockerfile(
         message: describe(&error),
     };
     let template = environment.get_template(&name).map_err(error)?;
-    template.render(context).map_err(error)
+    let mut output = BoundedText::default();
+    template
+        .render_captured_to(context, &mut output)
+        .map_err(error)?;
+    String::from_utf8(output.bytes).map_err(|_| RenderError::Template {
+        template: image.template.clone(),
+        line: None,
+        message: "the rendered Dockerfile is not UTF-8".into(),
+    })
+}
+
+/// Rendered text that refuses to grow past the limit of any file read, so a
+/// template cannot fill memory with its output.
+#[derive(Default)]
+struct BoundedText {
+    bytes: Vec<u8>,
+}
+
+impl std::io::Write for BoundedText {
+    fn write(&mut self, buffer: &[u8]) -> std::io::Result<usize> {
+        let limit = usize::try_from(crate::limits::MAX_FILE_BYTES).unwrap_or(usize::MAX);
+        if self.bytes.len().saturating_add(buffer.len()) > limit {
+            return Err(std::io::Error::other(format!(
+                "the rendered Dockerfile is larger than {} MiB",
+                limit / (1024 * 1024)
+            )));
+        }
+        self.bytes.extend_from_slice(buffer);
+        Ok(buffer.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// A double-quoted Dockerfile word (for `ENV` and `LABEL`) that reads back as

@@ -445,7 +445,7 @@ fn binary_that_is_no_file_name() {
     assert_eq!(
         errors,
         [
-            "workloads/hello/workload.yaml:1:9: `binary` `hel\"lo` must be a file name of letters, digits, `-`, `_` or `.`"
+            "workloads/hello/workload.yaml:1:9: `binary` `hel\"lo` must be a file name of letters, digits, `-`, `_`, `+` or `.`, not starting with `.` or `-`"
         ]
     );
 }

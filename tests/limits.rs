@@ -342,7 +342,7 @@ fn a_fifo_among_group_vars_exits_2_without_blocking() {
     let first = validate_fails(&project, SPEC, "FIFO group_vars/all");
     assert_eq!(
         first,
-        "error: cannot read `./group_vars/all`: not a regular file but a FIFO"
+        "./group_vars/all:1:1: error: cannot read: not a regular file but a FIFO"
     );
 }
 
@@ -354,7 +354,7 @@ fn host_vars_linked_to_dev_zero_exit_2_without_reading() {
     let first = validate_fails(&project, SPEC, "host_vars -> /dev/zero");
     assert_eq!(
         first,
-        "error: cannot read `./host_vars/amd.yml`: not a regular file but a device"
+        "./host_vars/amd.yml:1:1: error: cannot read: not a regular file but a device"
     );
 }
 
@@ -368,7 +368,7 @@ fn a_spec_that_is_a_fifo() {
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert_eq!(
         stderr.lines().next(),
-        Some("error: failed to read experiments/demo.yaml: not a regular file but a FIFO")
+        Some("experiments/demo.yaml:1:1: error: cannot read: not a regular file but a FIFO")
     );
 }
 

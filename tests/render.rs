@@ -164,16 +164,92 @@ fn the_wordcount_fixture_renders_its_inputs() {
         [
             "render/wordcount/cpp/optimized/linux-amd64",
             "render/wordcount/cpp/optimized/linux-arm64",
+            "render/wordcount/rust/optimized/linux-amd64",
+            "render/wordcount/rust/optimized/linux-arm64",
+            "render/wordcount/go/optimized/linux-amd64",
+            "render/wordcount/go/optimized/linux-arm64",
             "render/wordcount-wasm/cpp/optimized/wasm",
+            "render/wordcount-wasm/rust/optimized/wasm",
+            "render/wordcount-wasm/go/optimized/wasm",
         ]
     );
+    let dockerfile = |id: &str| {
+        &dockerfiles
+            .iter()
+            .find(|(stage, _)| stage == id)
+            .expect("rendered")
+            .1
+    };
     // Fingerprints and base tags follow the templates; the rest is pinned.
     let filters = vec![
         (r"[0-9a-f]{64}", "[fingerprint]"),
         (r":[0-9a-f]{16}\b", ":[tag]"),
     ];
     insta::with_settings!({filters => filters}, {
-        insta::assert_snapshot!("wordcount_native_arm64", &dockerfiles[1].1);
-        insta::assert_snapshot!("wordcount_wasm", &dockerfiles[2].1);
+        insta::assert_snapshot!("wordcount_native_arm64", dockerfile("render/wordcount/cpp/optimized/linux-arm64"));
+        insta::assert_snapshot!("wordcount_wasm", dockerfile("render/wordcount-wasm/cpp/optimized/wasm"));
+        // Built from the vendor stage's tree, offline.
+        insta::assert_snapshot!("wordcount_rust_vendored_arm64", dockerfile("render/wordcount/rust/optimized/linux-arm64"));
+        insta::assert_snapshot!("wordcount_go_vendored_wasm", dockerfile("render/wordcount-wasm/go/optimized/wasm"));
     });
+}
+
+/// Values that validate but carry Dockerfile and shell syntax: each stays
+/// inside the one instruction it belongs to and reads back unchanged.
+#[test]
+fn hostile_values_stay_inside_their_instruction() {
+    const CANARY: &str = "touch /canary";
+    let env_value = format!("\"; RUN {CANARY}; echo \"$(id) `id` \\");
+    let argument = format!("\"]\nRUN {CANARY} #");
+    let project = project_with_inputs();
+    project.write(
+        "workloads/reader/workload.yaml",
+        &format!(
+            "binary: reader\nworkdir: /srv/my app\nenv:\n  EVIL: {}\nargs: [{}]\n",
+            serde_json::to_string(&env_value).expect("json"),
+            serde_json::to_string(&argument).expect("json"),
+        ),
+    );
+    let plan = project.plan(NATIVE_SPEC).expect("plan");
+    for (id, dockerfile) in dockerfiles(project.dir.path(), &plan) {
+        let mut instructions: Vec<String> = Vec::new();
+        let mut continued = false;
+        for line in dockerfile.lines() {
+            if continued {
+                if let Some(last) = instructions.last_mut() {
+                    last.push_str(line);
+                }
+            } else if !line.trim().is_empty() && !line.starts_with('#') {
+                instructions.push(line.to_string());
+            }
+            continued = line.ends_with('\\');
+        }
+        for instruction in &instructions {
+            if !instruction.contains("canary") {
+                continue;
+            }
+            if let Some(quoted) = instruction.strip_prefix("ENV EVIL=") {
+                let inner = &quoted[1..quoted.len() - 1];
+                let mut read_back = String::new();
+                let mut chars = inner.chars();
+                while let Some(c) = chars.next() {
+                    read_back.push(if c == '\\' {
+                        chars.next().expect("escaped")
+                    } else {
+                        c
+                    });
+                }
+                assert_eq!(read_back, env_value, "{id}:\n{dockerfile}");
+            } else if let Some(json) = instruction.strip_prefix("CMD ") {
+                let args: Vec<String> = serde_json::from_str(json).expect("CMD is JSON");
+                assert_eq!(args, std::slice::from_ref(&argument), "{id}:\n{dockerfile}");
+            } else {
+                panic!("{id}: the canary escaped into `{instruction}`:\n{dockerfile}");
+            }
+        }
+        assert!(
+            instructions.iter().any(|i| i == "WORKDIR /srv/my app"),
+            "{id}:\n{dockerfile}"
+        );
+    }
 }

@@ -372,31 +372,13 @@ impl EngineBuilder {
             .map_err(failure)?;
         }
 
-        if !base.packages.is_empty() {
-            // `pkg:arm64` asks for a foreign architecture's package (multiarch).
-            let mut foreign: Vec<&str> = base
-                .packages
-                .iter()
-                .filter_map(|package| package.split_once(':').map(|(_, arch)| arch))
-                .collect();
-            foreign.sort_unstable();
-            foreign.dedup();
-            let mut add_architectures = String::new();
-            for arch in &foreign {
-                add_architectures.push_str("dpkg --add-architecture ");
-                add_architectures.push_str(arch);
-                add_architectures.push_str("; ");
-            }
-            let script = format!(
-                "set -e; export DEBIAN_FRONTEND=noninteractive; {add_architectures}apt-get update -q; \
-                 apt-get install -y -q --no-install-recommends {}; apt-get clean; \
-                 rm -rf /var/lib/apt/lists/*",
-                base.packages.join(" ")
-            );
-            chroot_logged(rootfs, &script, log).await.map_err(failure)?;
+        for step in apt_steps(&base.packages) {
+            chroot_logged(rootfs, &step, log).await.map_err(failure)?;
         }
+        // The base's `run` commands are the user's own shell, run as written.
         for command in &base.run {
-            chroot_logged(rootfs, command, log).await.map_err(failure)?;
+            let shell = ["/bin/sh".to_string(), "-c".to_string(), command.clone()];
+            chroot_logged(rootfs, &shell, log).await.map_err(failure)?;
         }
         std::fs::write(&done_marker, base.image_ref.as_bytes())
             .map_err(|error| failure(format!("writing {}: {error}", done_marker.display())))?;
@@ -696,8 +678,13 @@ async fn package_versions(
             "--admindir={}",
             rootfs.join("var/lib/dpkg").display()
         ))
-        .args(["-W", "-f=${Package}\t${Version}\n"])
-        .args(packages)
+        .args(["-W", "-f=${Package}\t${Version}\n", "--"])
+        // dpkg-query takes `name[:arch]`, without apt's `=version`.
+        .args(packages.iter().map(|package| {
+            package
+                .split_once('=')
+                .map_or(package.as_str(), |(name, _)| name)
+        }))
         .output()
         .await;
     match output {
@@ -715,32 +702,69 @@ async fn package_versions(
     versions
 }
 
-async fn chroot_logged(rootfs: &Path, script: &str, log: &dyn WorkLog) -> Result<(), String> {
-    // A private mount namespace: /proc mounted for apt's maintainer scripts
-    // disappears with the process, even when it is killed.
-    let inner = format!(
-        "mount -t proc proc \"$0/proc\" && exec chroot \"$0\" /bin/sh -c {}",
-        shell_quote(script)
-    );
-    run_logged(
-        "unshare",
+/// The commands that install `packages` in a root file system, each an
+/// argument vector: package names reach apt-get as arguments after `--`,
+/// never as shell text, so none can add a command or an option.
+fn apt_steps(packages: &[String]) -> Vec<Vec<String>> {
+    if packages.is_empty() {
+        return Vec::new();
+    }
+    let words =
+        |words: &[&str]| -> Vec<String> { words.iter().map(|w| (*w).to_string()).collect() };
+    // `pkg:arm64` asks for a foreign architecture's package (multiarch).
+    let mut foreign: Vec<&str> = packages
+        .iter()
+        .filter_map(|package| crate::plan::names::check_package(package).ok().flatten())
+        .collect();
+    foreign.sort_unstable();
+    foreign.dedup();
+    let mut steps: Vec<Vec<String>> = foreign
+        .into_iter()
+        .map(|arch| words(&["dpkg", "--add-architecture", arch]))
+        .collect();
+    let apt = ["env", "DEBIAN_FRONTEND=noninteractive", "apt-get"];
+    steps.push(words(&[&apt[..], &["update", "-q"]].concat()));
+    let mut install = words(
         &[
-            "--mount".into(),
-            "--propagation".into(),
-            "private".into(),
-            "--fork".into(),
-            "sh".into(),
-            "-c".into(),
-            inner,
-            rootfs.to_string_lossy().to_string(),
-        ],
-        log,
-    )
-    .await
+            &apt[..],
+            &["install", "-y", "-q", "--no-install-recommends", "--"],
+        ]
+        .concat(),
+    );
+    install.extend(packages.iter().cloned());
+    steps.push(install);
+    steps.push(words(&["apt-get", "clean"]));
+    // A fixed text: the glob needs a shell, and nothing of the spec is in it.
+    steps.push(words(&["/bin/sh", "-c", "rm -rf /var/lib/apt/lists/*"]));
+    steps
 }
 
-fn shell_quote(text: &str) -> String {
-    format!("'{}'", text.replace('\'', r"'\''"))
+/// Runs `sh` with the script that mounts /proc in the root file system `$0`
+/// and executes the command given as the remaining arguments in a chroot.
+const CHROOT_SCRIPT: &str = r#"mount -t proc proc "$0/proc" && exec chroot "$0" "$@""#;
+
+/// `sh -c CHROOT_SCRIPT rootfs command...`: the command's words stay
+/// separate arguments all the way into the chroot.
+fn chroot_command(rootfs: &Path, command: &[String]) -> Vec<String> {
+    let mut args = vec![
+        "sh".to_string(),
+        "-c".to_string(),
+        CHROOT_SCRIPT.to_string(),
+        rootfs.to_string_lossy().to_string(),
+    ];
+    args.extend(command.iter().cloned());
+    args
+}
+
+async fn chroot_logged(rootfs: &Path, command: &[String], log: &dyn WorkLog) -> Result<(), String> {
+    // A private mount namespace: /proc mounted for apt's maintainer scripts
+    // disappears with the process, even when it is killed.
+    let mut args: Vec<String> = ["--mount", "--propagation", "private", "--fork"]
+        .iter()
+        .map(|word| (*word).to_string())
+        .collect();
+    args.extend(chroot_command(rootfs, command));
+    run_logged("unshare", &args, log).await
 }
 
 /// Runs a program, copying its output lines into the stage log.
@@ -824,6 +848,66 @@ mod tests {
             Some("http://other.example/debian")
         );
         assert_eq!(debian_mirror_from(&[], ""), None);
+    }
+
+    /// Stand-ins for `mount` and `chroot` that record what they were given
+    /// instead of doing it, so the real wrapper runs without root.
+    fn fake_tools(dir: &Path) -> std::ffi::OsString {
+        use std::os::unix::fs::PermissionsExt as _;
+        let bin = dir.join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        for (name, body) in [
+            ("mount", "exit 0\n"),
+            (
+                "chroot",
+                "shift\nfor word in \"$@\"; do printf '%s\\n' \"$word\"; done > \"$RECORD\"\n",
+            ),
+        ] {
+            let path = bin.join(name);
+            std::fs::write(&path, format!("#!/bin/sh\n{body}")).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let mut path = bin.into_os_string();
+        path.push(":/usr/bin:/bin");
+        path
+    }
+
+    #[test]
+    fn hostile_packages_reach_apt_as_arguments_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let canary = dir.path().join("canary");
+        let hostile = vec![
+            "g++".to_string(),
+            format!("g++; touch {}", canary.display()),
+            format!("$(touch {})", canary.display()),
+            format!("`touch {}`", canary.display()),
+            "-oAPT::Get::AllowUnauthenticated=true".to_string(),
+            format!("x\ntouch {}", canary.display()),
+        ];
+        let steps = apt_steps(&hostile);
+        let install = steps
+            .iter()
+            .find(|step| step.contains(&"install".to_string()))
+            .unwrap();
+        let separator = install.iter().position(|word| word == "--").unwrap();
+        assert_eq!(install[separator + 1..], hostile[..]);
+        let path = fake_tools(dir.path());
+        let record = dir.path().join("record");
+        let rootfs = dir.path().join("rootfs");
+        for step in &steps {
+            let command = chroot_command(&rootfs, step);
+            let status = std::process::Command::new(&command[0])
+                .args(&command[1..])
+                .env("PATH", &path)
+                .env("RECORD", &record)
+                .status()
+                .unwrap();
+            assert!(status.success());
+            let recorded = std::fs::read_to_string(&record).unwrap();
+            // Every word arrives whole; a word with a line break arrives as two lines.
+            assert_eq!(recorded, format!("{}\n", step.join("\n")));
+        }
+        assert!(!canary.exists(), "a package name ran as a command");
     }
 
     #[test]

@@ -50,6 +50,22 @@ pub enum InventoryError {
 }
 
 impl InventoryError {
+    /// A failed read of `path`; a file that is not UTF-8 is located.
+    pub(crate) fn read(path: &std::path::Path, source: std::io::Error) -> InventoryError {
+        match crate::limits::NotUtf8::of(&source) {
+            Some(position) => InventoryError::Structure {
+                path: path.to_path_buf(),
+                line: position.line,
+                column: position.column,
+                message: position.to_string(),
+            },
+            None => InventoryError::Io {
+                path: path.to_path_buf(),
+                source,
+            },
+        }
+    }
+
     /// The file the error is about.
     pub fn path(&self) -> &std::path::Path {
         match self {
@@ -72,10 +88,13 @@ impl InventoryError {
         }
     }
 
-    /// 1-based line and column, for errors that point into a file.
+    /// 1-based line and column, for errors that point into a file; a file
+    /// that exists but cannot be read is pointed at as a whole, at its start.
     pub fn location(&self) -> Option<(usize, usize)> {
         match self {
-            InventoryError::Io { .. } => None,
+            InventoryError::Io { source, .. } => {
+                (source.kind() != std::io::ErrorKind::NotFound).then_some((1, 1))
+            }
             InventoryError::Yaml { line, column, .. }
             | InventoryError::Structure { line, column, .. }
             | InventoryError::HostPattern { line, column, .. } => Some((*line, *column)),

@@ -142,6 +142,13 @@ const INTERNAL_VARS: &[&str] = &[
 /// The JSON serialisation profile name ansible-core 2.19 reports in `_meta`.
 const LIST_PROFILE: &str = "inventory_legacy";
 
+/// Expands one key of a `hosts:` mapping, such as `web[01:20].example.org:2222`,
+/// into host names and its port, as loading an inventory does.
+pub fn expand_host_key(key: &str) -> Result<(Vec<String>, Option<u64>), String> {
+    let split = pattern::split_port(key);
+    Ok((pattern::expand_ranges(&split.pattern)?, split.port))
+}
+
 /// A loaded inventory with every host's variables resolved.
 #[derive(Debug)]
 pub struct Inventory {
@@ -156,11 +163,8 @@ impl Inventory {
     /// Reads an inventory file and the `group_vars/` and `host_vars/`
     /// directories beside it.
     pub fn load(path: &Path) -> Result<Inventory, InventoryError> {
-        let source =
-            crate::limits::read_regular_file(path).map_err(|source| InventoryError::Io {
-                path: path.to_path_buf(),
-                source,
-            })?;
+        let source = crate::limits::read_regular_file(path)
+            .map_err(|source| InventoryError::read(path, source))?;
         let directory = match path.parent() {
             Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
             _ => PathBuf::from("."),

@@ -93,11 +93,14 @@ impl VarsFiles {
             return Ok(vars);
         }
         for file in find_vars_files(&directory, name)? {
-            let source =
-                crate::limits::read_regular_file(&file).map_err(|source| InventoryError::Io {
-                    path: file.clone(),
-                    source,
-                })?;
+            // A host named `../x`, or a link, must not make the tool read
+            // (and quote) a file from elsewhere.
+            let source = crate::limits::read_regular_file_inside(
+                &file,
+                &self.base,
+                "the inventory's folder",
+            )
+            .map_err(|source| InventoryError::read(&file, source))?;
             let document = yaml::load(&source, &file)?;
             self.warnings.extend(document.warnings);
             let Some(root) = document.root else { continue };

@@ -8,6 +8,7 @@ pub mod fingerprint;
 pub mod graph;
 mod inputs;
 pub mod model;
+pub mod names;
 pub mod output;
 pub mod resolve;
 pub mod target;
@@ -58,7 +59,7 @@ pub fn load_plan(spec_path: &Path, options: &PlanOptions) -> Result<Plan, PlanEr
     let project_root = project_root(&spec, spec_path)?;
     let inventory_path = match &options.inventory {
         Some(path) => path.clone(),
-        None => inventory_path(&spec, spec_path, &project_root),
+        None => inventory_path(&spec, spec_path, &project_root)?,
     };
     let inventory = Inventory::load(&inventory_path)?;
     plan_from_parts(&spec, spec_path, &project_root, &inventory)
@@ -135,9 +136,33 @@ pub fn project_root(spec: &ExperimentSpec, spec_path: &Path) -> Result<PathBuf, 
     ]))
 }
 
-fn inventory_path(spec: &ExperimentSpec, spec_path: &Path, project_root: &Path) -> PathBuf {
-    match &spec.inventory {
-        Some(path) => spec_dir(spec_path).join(&path.value),
-        None => project_root.join("inventory.yaml"),
+/// The spec's `inventory`, which must lie inside the project: an error about
+/// a file elsewhere could quote it. `--inventory` may name any file.
+fn inventory_path(
+    spec: &ExperimentSpec,
+    spec_path: &Path,
+    project_root: &Path,
+) -> Result<PathBuf, Diagnostics> {
+    let Some(located) = &spec.inventory else {
+        return Ok(project_root.join("inventory.yaml"));
+    };
+    let path = spec_dir(spec_path).join(&located.value);
+    let outside = Path::new(&located.value).is_absolute()
+        || located.value.chars().any(char::is_control)
+        || (path.exists() && !crate::limits::resolves_inside(&path, project_root));
+    if outside {
+        return Err(Diagnostics(vec![
+            Diagnostic::at(
+                SourceLocation::from_yaml(spec_path, located.referenced),
+                format!(
+                    "inventory `{}` lies outside the project (the folder of templates/ and workloads/)",
+                    located.value
+                ),
+            )
+            .with_help(
+                "name a file inside the project, relative to the spec, or pass `--inventory FILE`",
+            ),
+        ]));
     }
+    Ok(path)
 }

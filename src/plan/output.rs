@@ -223,6 +223,7 @@ pub fn to_table(plan: &Plan) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "experiment  {}", experiment.name);
     if let Some(description) = &experiment.description {
+        let description = crate::diagnostic::escape_control(description);
         let _ = writeln!(out, "            {description}");
     }
     let _ = writeln!(out, "registry    {}", experiment.registry);

@@ -13,6 +13,7 @@ use super::model::{
     BaseImage, Cell, DataCopy, Debootstrap, EnvVar, Experiment, Image, Measure, StageLimit,
     StageLimits, VendorSource, WorkloadImages, WorkloadRun,
 };
+use super::names;
 use super::target::Target;
 use crate::diagnostic::{Diagnostic, Diagnostics, SourceLocation};
 use crate::inventory::{Connection, HostDirectory, HostSettings};
@@ -96,11 +97,8 @@ impl<'a> Resolver<'a> {
     fn run(&mut self) -> Option<Experiment> {
         let spec = self.spec;
         let name = spec.experiment.value.clone();
-        if !is_simple_name(&name) {
-            self.error(
-                &spec.experiment,
-                format!("experiment name `{name}` must be letters, digits, `-`, `_` or `.`"),
-            );
+        if let Err(message) = names::check_name("experiment", &name) {
+            self.error(&spec.experiment, message);
         }
         let targets = self.targets();
         let variants = self.variants();
@@ -217,18 +215,21 @@ impl<'a> Resolver<'a> {
         }
         let mut resolved = Vec::new();
         for (name, settings) in &variants.value {
-            if !is_simple_name(&name.value) {
-                self.error(
-                    name,
-                    format!(
-                        "variant name `{}` must be letters, digits, `-`, `_` or `.`",
-                        name.value
-                    ),
-                );
+            if let Err(message) = names::check_name("variant", &name.value) {
+                self.error(name, message);
             }
             let templates = settings.as_ref().map(|settings| &settings.templates);
             let native_at = templates.and_then(|templates| templates.native.as_ref());
             let wasm_at = templates.and_then(|templates| templates.wasm.as_ref());
+            for template in [native_at, wasm_at].into_iter().flatten() {
+                if let Err(message) = names::check_relative_file("template", &template.value) {
+                    self.error_with_help(
+                        template,
+                        message,
+                        "templates are files inside templates/<language>/",
+                    );
+                }
+            }
             resolved.push(ResolvedVariant {
                 name,
                 vars: settings.as_ref().map(|settings| &settings.vars),
@@ -353,19 +354,11 @@ impl<'a> Resolver<'a> {
             }
         }
         if let Some(address) = &registry.address {
-            if address.value.trim().is_empty()
-                || address.value.contains("://")
-                || address.value.contains(' ')
-            {
-                self.error(
-                    address,
-                    format!(
-                        "registry address `{}` must be `host[:port]`, without a scheme",
-                        address.value
-                    ),
-                );
+            let value = address.value.trim_end_matches('/');
+            if let Err(message) = names::check_registry_address(value) {
+                self.error(address, message);
             }
-            return Some(address.value.trim_end_matches('/').to_string());
+            return Some(value.to_string());
         }
         // Fall back to the inventory, where `pipeline lab up` writes its registry.
         let mut found: BTreeSet<String> = BTreeSet::new();
@@ -391,7 +384,17 @@ impl<'a> Resolver<'a> {
             }
         }
         match found.len() {
-            1 => found.into_iter().next(),
+            1 => {
+                let address = found.into_iter().next()?;
+                if let Err(message) = names::check_registry_address(&address) {
+                    self.error_with_help(
+                        &self.spec.experiment,
+                        format!("the inventory's `pipeline_registry`: {message}"),
+                        "set `registry: {address: host:port}` in the spec or fix `pipeline_registry` in the inventory",
+                    );
+                }
+                Some(address)
+            }
             // Without any host the unknown names are the problem, reported elsewhere.
             0 if !any_host => None,
             0 => {
@@ -426,14 +429,11 @@ impl<'a> Resolver<'a> {
                 self.error(platform, error.to_string());
                 ok = false;
             }
-            if !is_simple_name(&name.value) {
-                self.error(
-                    name,
-                    format!(
-                        "base name `{}` must be letters, digits, `-`, `_` or `.`",
-                        name.value
-                    ),
-                );
+            if let Err(message) = names::check_name("base", &name.value) {
+                self.error(name, message);
+                ok = false;
+            }
+            if !self.check_base_words(base) {
                 ok = false;
             }
             match (&base.from, &base.debootstrap) {
@@ -514,17 +514,17 @@ impl<'a> Resolver<'a> {
                     .as_ref()
                     .map_or("linux/amd64", |p| p.value.as_str());
                 builder.str("platform", platform);
+                let text = |word: Option<&Located<String>>| {
+                    word.map_or_else(String::new, |word| word.value.clone())
+                };
                 if let Some(debootstrap) = &base.debootstrap {
                     builder
-                        .str("suite", &debootstrap.value.suite)
-                        .str(
-                            "variant",
-                            debootstrap.value.variant.as_deref().unwrap_or(""),
-                        )
-                        .str("mirror", debootstrap.value.mirror.as_deref().unwrap_or(""));
+                        .str("suite", &debootstrap.value.suite.value)
+                        .str("variant", &text(debootstrap.value.variant.as_ref()))
+                        .str("mirror", &text(debootstrap.value.mirror.as_ref()));
                 }
                 for package in &base.packages {
-                    builder.str("package", package);
+                    builder.str("package", &package.value);
                 }
                 for command in &base.run {
                     builder.str("run", command);
@@ -540,11 +540,15 @@ impl<'a> Resolver<'a> {
                         .unwrap_or_else(super::target::Platform::runner_default),
                     from: base.from.as_ref().map(|from| from.value.clone()),
                     debootstrap: base.debootstrap.as_ref().map(|d| Debootstrap {
-                        suite: d.value.suite.clone(),
-                        variant: d.value.variant.clone(),
-                        mirror: d.value.mirror.clone(),
+                        suite: d.value.suite.value.clone(),
+                        variant: d.value.variant.as_ref().map(|v| v.value.clone()),
+                        mirror: d.value.mirror.as_ref().map(|m| m.value.clone()),
                     }),
-                    packages: base.packages.clone(),
+                    packages: base
+                        .packages
+                        .iter()
+                        .map(|package| package.value.clone())
+                        .collect(),
                     run: base.run.clone(),
                     image_ref: format!("pipeline-base/{base_name}:{}", fingerprint.short()),
                     fingerprint,
@@ -552,6 +556,36 @@ impl<'a> Resolver<'a> {
             }
         }
         ordered
+    }
+
+    /// Packages, suite, variant and mirror reach apt-get and debootstrap as
+    /// arguments; their grammars keep any of them from reading as an option.
+    fn check_base_words(&mut self, base: &crate::spec::BaseSpec) -> bool {
+        let errors_before = self.diagnostics.0.len();
+        for package in &base.packages {
+            if let Err(message) = names::check_package(&package.value) {
+                self.error(package, message);
+            }
+        }
+        if let Some(debootstrap) = &base.debootstrap {
+            let debootstrap = &debootstrap.value;
+            for (what, word) in [
+                ("suite", Some(&debootstrap.suite)),
+                ("variant", debootstrap.variant.as_ref()),
+            ] {
+                if let Some(word) = word
+                    && let Err(message) = names::check_debian_word(&word.value)
+                {
+                    self.error(word, format!("debootstrap {what} {message}"));
+                }
+            }
+            if let Some(mirror) = &debootstrap.mirror
+                && let Err(message) = names::check_mirror(&mirror.value)
+            {
+                self.error(mirror, message);
+            }
+        }
+        self.diagnostics.0.len() == errors_before
     }
 
     fn tree_hash(&mut self, path: &Path, blame: &Located<String>) -> Option<Fingerprint> {
@@ -596,13 +630,8 @@ impl<'a> Resolver<'a> {
                 );
                 continue;
             }
-            if !is_simple_name(workload_name) {
-                self.error(
-                    &workload.name,
-                    format!(
-                        "workload name `{workload_name}` must be letters, digits, `-`, `_` or `.`"
-                    ),
-                );
+            if let Err(message) = names::check_name("workload", workload_name) {
+                self.error(&workload.name, message);
                 continue;
             }
             let workload_dir = root.join("workloads").join(workload_name);
@@ -643,8 +672,12 @@ impl<'a> Resolver<'a> {
                     );
                     continue;
                 }
+                if let Err(message) = names::check_name("language", language_name) {
+                    self.error(language, message);
+                    continue;
+                }
                 let template_dir = root.join("templates").join(language_name);
-                if !is_simple_name(language_name) || !template_dir.is_dir() {
+                if !template_dir.is_dir() {
                     self.error_with_help(
                         language,
                         format!("language `{language_name}` has no templates: there is no folder templates/{language_name}/"),
@@ -732,6 +765,16 @@ impl<'a> Resolver<'a> {
                             );
                             continue;
                         }
+                        if !crate::limits::resolves_inside(&root.join(&template), &template_dir) {
+                            self.error(
+                                template_at.unwrap_or(language),
+                                format!(
+                                    "{} leads outside templates/{language_name}/ through a symbolic link",
+                                    template.display()
+                                ),
+                            );
+                            continue;
+                        }
                         let language_variant_vars = language_settings.and_then(|settings| {
                             settings
                                 .variants
@@ -753,6 +796,19 @@ impl<'a> Resolver<'a> {
                                 .replace("{language}", language_name)
                                 .replace("{variant}", &variant.name.value)
                         };
+                        let repository = context(
+                            spec.registry
+                                .repository
+                                .as_ref()
+                                .map_or(DEFAULT_REPOSITORY, |r| r.value.as_str()),
+                        );
+                        let index_tag = context(
+                            spec.registry
+                                .tag
+                                .as_ref()
+                                .map_or(DEFAULT_TAG, |t| t.value.as_str()),
+                        );
+                        self.check_reference(&repository, &index_tag, target, workload);
                         images.push(Image {
                             workload: workload_name.clone(),
                             language: language_name.clone(),
@@ -762,18 +818,8 @@ impl<'a> Resolver<'a> {
                             vars,
                             bases: used_bases,
                             run: run.clone(),
-                            repository: context(
-                                spec.registry
-                                    .repository
-                                    .as_ref()
-                                    .map_or(DEFAULT_REPOSITORY, |r| r.value.as_str()),
-                            ),
-                            index_tag: context(
-                                spec.registry
-                                    .tag
-                                    .as_ref()
-                                    .map_or(DEFAULT_TAG, |t| t.value.as_str()),
-                            ),
+                            repository,
+                            index_tag,
                             template_tree,
                             source_tree,
                             has_data: self
@@ -793,6 +839,49 @@ impl<'a> Resolver<'a> {
             }
         }
         images
+    }
+
+    /// An image's repository, its index tag and its per-platform tag must
+    /// follow the OCI reference grammar; a problem is blamed on the
+    /// `registry` pattern that made it, or on the workload's name.
+    fn check_reference(
+        &mut self,
+        repository: &str,
+        index_tag: &str,
+        target: &Target,
+        workload: &crate::spec::WorkloadSpec,
+    ) {
+        // A bad name is reported where it is written; its reference would only repeat it.
+        let spec = self.spec;
+        let names_valid = [
+            ("experiment", &spec.experiment.value),
+            ("workload", &workload.name.value),
+        ]
+        .iter()
+        .all(|(what, name)| names::check_name(what, name).is_ok())
+            && spec.variants.as_ref().is_none_or(|variants| {
+                variants
+                    .value
+                    .keys()
+                    .all(|name| names::check_name("variant", &name.value).is_ok())
+            });
+        if !names_valid {
+            return;
+        }
+        let registry = &self.spec.registry;
+        if let Err(message) = names::check_repository(repository) {
+            self.error(
+                registry.repository.as_ref().unwrap_or(&workload.name),
+                message,
+            );
+        }
+        let platform_tag = format!("{index_tag}-{}", target.slug());
+        for tag in [index_tag, platform_tag.as_str()] {
+            if let Err(message) = names::check_tag(tag) {
+                self.error(registry.tag.as_ref().unwrap_or(&workload.name), message);
+                break;
+            }
+        }
     }
 
     /// The wasmtime shim runs a module with `/` preopened as `/` and no other
@@ -1012,14 +1101,25 @@ impl<'a> Resolver<'a> {
         Some(builder.finish())
     }
 
-    fn manifest(&mut self, path: &Path, blame: &Located<String>) -> Option<WorkloadManifest> {
-        let text = match crate::limits::read_regular_file(path) {
-            Ok(text) => text,
+    /// A file of the project tree; a failure to read it is blamed on the spec
+    /// entry that led to it, or located in the file when it is not UTF-8.
+    fn read_project_file(&mut self, path: &Path, blame: &Located<String>) -> Option<String> {
+        match crate::limits::read_regular_file(path) {
+            Ok(text) => Some(text),
+            Err(error) if crate::limits::NotUtf8::of(&error).is_some() => {
+                self.diagnostics
+                    .push(crate::spec::read_diagnostic(path, &error));
+                None
+            }
             Err(error) => {
                 self.error(blame, format!("failed to read {}: {error}", path.display()));
-                return None;
+                None
             }
-        };
+        }
+    }
+
+    fn manifest(&mut self, path: &Path, blame: &Located<String>) -> Option<WorkloadManifest> {
+        let text = self.read_project_file(path, blame)?;
         match crate::spec::parse_workload_manifest(&text, path) {
             Ok(manifest) => {
                 let mut valid = true;
@@ -1034,15 +1134,9 @@ impl<'a> Resolver<'a> {
                     valid = false;
                 }
                 // Templates write it into paths and JSON strings of the Dockerfile.
-                if !is_simple_name(&manifest.binary.value) {
+                if let Err(message) = names::check_file_name("`binary`", &manifest.binary.value) {
                     let location = SourceLocation::from_yaml(path, manifest.binary.referenced);
-                    self.diagnostics.push(Diagnostic::at(
-                        location,
-                        format!(
-                            "`binary` `{}` must be a file name of letters, digits, `-`, `_` or `.`",
-                            manifest.binary.value
-                        ),
-                    ));
+                    self.diagnostics.push(Diagnostic::at(location, message));
                     valid = false;
                 }
                 if let Some(marker) = &manifest.marker
@@ -1167,15 +1261,13 @@ impl<'a> Resolver<'a> {
             );
         }
         // Both are names inside the sources folder, joined to paths on the runner.
-        for name in spec.keys.value.iter().chain([&spec.output.value]) {
-            if !is_simple_name(name) || name.starts_with('.') {
-                located_error(
-                    spec.keys.referenced,
-                    format!(
-                        "`{name}` must be a file name in the sources folder: letters, digits, `-`, `_` or `.`, not starting with `.`"
-                    ),
-                );
+        for name in &spec.keys.value {
+            if let Err(message) = super::names::check_file_name("key", name) {
+                located_error(spec.keys.referenced, message);
             }
+        }
+        if let Err(message) = super::names::check_file_name("`output`", &spec.output.value) {
+            located_error(spec.output.referenced, message);
         }
         if self.diagnostics.0.len() != errors_before {
             return Err(Reported);
@@ -1217,12 +1309,8 @@ impl<'a> Resolver<'a> {
         if !path.is_file() {
             return Map::new();
         }
-        let text = match crate::limits::read_regular_file(&path) {
-            Ok(text) => text,
-            Err(error) => {
-                self.error(blame, format!("failed to read {}: {error}", path.display()));
-                return Map::new();
-            }
+        let Some(text) = self.read_project_file(&path, blame) else {
+            return Map::new();
         };
         match crate::spec::parse_template_defaults(&text, &path) {
             Ok(defaults) => defaults,
@@ -1428,7 +1516,9 @@ impl<'a> Resolver<'a> {
                         *index
                     } else {
                         let vars = directory.host_vars(&name).cloned().unwrap_or_default();
-                        match HostSettings::from_vars(&name, &vars) {
+                        let settings = names::check_host_name(&name)
+                            .and_then(|()| HostSettings::from_vars(&name, &vars));
+                        match settings {
                             Ok(settings) => {
                                 hosts.push(settings);
                                 host_index.insert(name.clone(), hosts.len() - 1);
@@ -1813,14 +1903,6 @@ fn check_placeholders(pattern: &str) -> Result<(), String> {
         rest = &after[close + 1..];
     }
     Ok(())
-}
-
-fn is_simple_name(name: &str) -> bool {
-    !name.is_empty()
-        && !name.starts_with('.')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 /// Base image refs in vars carry `{registry}` until the address is known.

@@ -11,7 +11,7 @@ pub use serde_saphyr::Spanned;
 
 pub use load::{
     SpecError, load_spec, parse_spec, parse_template_defaults, parse_vendor_spec,
-    parse_workload_manifest,
+    parse_workload_manifest, read_diagnostic,
 };
 
 /// A value with the place in the file it came from.
@@ -197,9 +197,11 @@ pub struct BaseSpec {
     pub from: Option<Located<String>>,
     #[serde(default)]
     pub debootstrap: Option<Located<DebootstrapSpec>>,
+    /// Debian packages, `name[:arch][=version]`; apt gets them as arguments.
     #[serde(default)]
-    pub packages: Vec<String>,
-    /// Shell commands run in the image after the packages are installed.
+    pub packages: Vec<Located<String>>,
+    /// Shell commands run in the image after the packages are installed:
+    /// the user's own shell, run as written.
     #[serde(default)]
     pub run: Vec<String>,
 }
@@ -207,12 +209,12 @@ pub struct BaseSpec {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DebootstrapSpec {
-    pub suite: String,
+    pub suite: Located<String>,
     #[serde(default)]
-    pub variant: Option<String>,
+    pub variant: Option<Located<String>>,
     /// Mirror URL; default the one the runner's apt uses.
     #[serde(default)]
-    pub mirror: Option<String>,
+    pub mirror: Option<Located<String>>,
 }
 
 /// One block of cells: which hosts run which images, how.
@@ -237,9 +239,6 @@ pub struct RunSpec {
     pub variants: Option<Vec<Located<String>>>,
     #[serde(default)]
     pub runtimes: RuntimeChoice,
-    /// Names of run blocks whose runs must all finish before this block starts.
-    #[serde(default)]
-    pub after: Vec<Located<String>>,
 }
 
 #[derive(
