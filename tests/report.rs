@@ -283,6 +283,8 @@ fn write_results(dir: &Path, results: &Results) {
                             } else {
                                 None
                             },
+                            stderr_tail: (host.name == "lab-arm64" && language == "rust" && wasm)
+                                .then_some(STDERR_WARNING),
                         });
                         sequence += 1;
                     }
@@ -398,6 +400,12 @@ fn write_results(dir: &Path, results: &Results) {
                 "error",
                 Arc::new(StringArray::from(
                     rows.iter().map(|r| r.error.clone()).collect::<Vec<_>>(),
+                )),
+            ),
+            (
+                "stderr_tail",
+                Arc::new(StringArray::from(
+                    rows.iter().map(|r| r.stderr_tail).collect::<Vec<_>>(),
                 )),
             ),
         ],
@@ -579,7 +587,12 @@ struct Run {
     whole_run_ms: Option<f64>,
     ok: bool,
     error: Option<String>,
+    stderr_tail: Option<&'static str>,
 }
+
+/// What the rust wasm cells on lab-arm64 write last to stderr in every run,
+/// although it exits 0: ok in the statistics, and shown in the report.
+const STDERR_WARNING: &str = "warning: input.txt not found, counting nothing";
 
 fn pipeline(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_pipeline"))
@@ -1244,4 +1257,34 @@ fn a_browser_shows_the_page_offline() {
         "the screenshot looks blank: {drawn} of {total} pixels drawn, {} colours",
         colours.len()
     );
+}
+
+/// A program that exits 0 after printing an error: its runs are ok, and the
+/// report's stderr table shows the line, with how many runs printed it.
+#[test]
+fn the_last_stderr_line_of_ok_runs_is_shown() {
+    let root = tempfile::tempdir().unwrap();
+    let out = experiment_out(root.path());
+    write_results(&out, &Results::default());
+    report(&out, &["--quiet"]);
+    let report_dir = out.join("report");
+    let rows = markdown_rows(&read(&report_dir.join("tables/stderr.md")));
+    let line = column(&rows, "last stderr line");
+    let host = column(&rows, "host");
+    let language = column(&rows, "language");
+    let runs = column(&rows, "runs");
+    let ok = column(&rows, "ok runs");
+    let shown: Vec<&Vec<String>> = rows[1..].iter().collect();
+    assert!(!shown.is_empty(), "{rows:?}");
+    for row in &shown {
+        assert_eq!(row[line], STDERR_WARNING, "{row:?}");
+        assert_eq!(
+            (row[host].as_str(), row[language].as_str()),
+            ("lab-arm64", "rust")
+        );
+        assert_eq!(row[runs], row[ok], "every such run is ok: {row:?}");
+        assert_eq!(row[runs], REPETITIONS.to_string(), "{row:?}");
+    }
+    assert!(page_has_table(&report_dir, "stderr"));
+    assert!(read(&report_dir.join("index.html")).contains(STDERR_WARNING));
 }

@@ -395,6 +395,7 @@ mod tests {
             ok,
             started_at_ms: None,
             error: (!ok).then(|| "exit code 1".to_string()),
+            stderr_tail: None,
         }
     }
 

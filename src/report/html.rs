@@ -16,6 +16,8 @@ pub(crate) struct Page<'a> {
     pub figures: &'a [Figure],
     pub size_tables: &'a [Table],
     pub failures: Option<&'a Table>,
+    /// Last stderr lines, when any run wrote one.
+    pub stderr: Option<&'a Table>,
     pub cells: Option<&'a Table>,
     /// Native against wasm, when effects.parquet has rows.
     pub effects: Option<&'a Table>,
@@ -181,6 +183,9 @@ pub(crate) fn render(page: &Page) -> String {
         Some(table) if !table.rows.is_empty() => table_html(&mut out, table),
         Some(_) => out.push_str("<p class=\"note\">No run failed.</p>\n"),
         None => out.push_str("<p class=\"note\">No results.parquet: no runs to check.</p>\n"),
+    }
+    if let Some(table) = page.stderr {
+        table_html(&mut out, table);
     }
     out.push_str("</section>\n<section id=\"cells\">\n<h2>Cells</h2>\n");
     match page.cells {

@@ -207,6 +207,11 @@ pub fn generate(options: &ReportOptions) -> Result<ReportOutcome, ReportError> {
         size_tables.push(tables::architecture_table(&images));
     }
     let failures = tables.runs.as_ref().map(|_| tables::failures_table(&cells));
+    let stderr = tables
+        .runs
+        .as_ref()
+        .map(|_| tables::stderr_table(&cells))
+        .filter(|table| !table.rows.is_empty());
     let cells_table = (!cells.is_empty()).then(|| tables::cells_table(&cells, &hosts));
     let effects_table = tables
         .effects
@@ -291,6 +296,7 @@ pub fn generate(options: &ReportOptions) -> Result<ReportOutcome, ReportError> {
 
     let mut all_tables: Vec<&Table> = size_tables.iter().collect();
     all_tables.extend(failures.iter());
+    all_tables.extend(stderr.iter());
     all_tables.extend(cells_table.iter());
     all_tables.extend(effects_table.iter());
     all_tables.extend(provenance_tables.iter());
@@ -303,6 +309,7 @@ pub fn generate(options: &ReportOptions) -> Result<ReportOutcome, ReportError> {
         figures: &all_figures,
         size_tables: &size_tables,
         failures: failures.as_ref(),
+        stderr: stderr.as_ref(),
         cells: cells_table.as_ref(),
         effects: effects_table.as_ref(),
         compare: comparison.as_ref().map(|c| &c.table),

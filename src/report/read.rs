@@ -47,6 +47,8 @@ pub(crate) struct RunRow {
     pub ok: bool,
     pub started_at_ms: Option<i64>,
     pub error: Option<String>,
+    /// The last line the program wrote to stderr (optional column).
+    pub stderr_tail: Option<String>,
 }
 
 /// One row of `summary.parquet`.
@@ -367,6 +369,7 @@ fn run_rows(path: &Path, batches: &[RecordBatch]) -> Result<Vec<RunRow>, ReportE
         let ok = columns.flag("ok")?;
         let started_at = columns.signed("started_at")?;
         let error = columns.text("error")?;
+        let stderr_tail = columns.text("stderr_tail")?;
         for row in 0..batch.num_rows() {
             rows.push(RunRow {
                 workload: workload[row].clone(),
@@ -387,6 +390,7 @@ fn run_rows(path: &Path, batches: &[RecordBatch]) -> Result<Vec<RunRow>, ReportE
                 ok: ok[row].unwrap_or(false),
                 started_at_ms: started_at[row],
                 error: error[row].clone(),
+                stderr_tail: stderr_tail[row].clone().filter(|line| !line.is_empty()),
             });
         }
     }

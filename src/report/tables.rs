@@ -412,6 +412,59 @@ pub(crate) fn effects_table(effects: &[EffectRow]) -> Table {
     }
 }
 
+/// What programs wrote last to stderr, per cell and line: a program that
+/// exits 0 after printing an error is ok in every statistic, and shows here.
+pub(crate) fn stderr_table(cells: &[Cell]) -> Table {
+    let mut rows = Vec::new();
+    for cell in cells {
+        let mut lines: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+        for run in &cell.runs {
+            if let Some(line) = run.stderr_tail.as_deref() {
+                let counts = lines.entry(line).or_default();
+                counts.0 += 1;
+                counts.1 += usize::from(run.ok);
+            }
+        }
+        for (line, (runs, ok)) in lines {
+            let key = &cell.key;
+            rows.push(vec![
+                key.workload.clone(),
+                key.variant.clone(),
+                key.language.clone(),
+                key.target.clone(),
+                key.host.clone(),
+                key.engine.clone(),
+                key.scenario.clone(),
+                runs.to_string(),
+                ok.to_string(),
+                line.to_string(),
+            ]);
+        }
+    }
+    Table {
+        name: "stderr".into(),
+        title: "Last stderr lines".into(),
+        note: "The last line each run wrote to stderr (results.parquet's stderr_tail), by cell; \
+               runs that are ok count in the statistics even when this line reports an error."
+            .into(),
+        columns: [
+            "workload",
+            "variant",
+            "language",
+            "target",
+            "host",
+            "engine",
+            "scenario",
+            "runs",
+            "ok runs",
+            "last stderr line",
+        ]
+        .map(String::from)
+        .to_vec(),
+        rows,
+    }
+}
+
 /// Every failed run and why.
 pub(crate) fn failures_table(cells: &[Cell]) -> Table {
     let mut rows = Vec::new();
