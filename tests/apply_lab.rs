@@ -345,10 +345,15 @@ fn measures_every_cell_on_two_hosts_via_both_engines_and_resumes() {
 
 /// How far one phase may seem to precede the one before it. The timestamps
 /// come from different processes of one host (agent, engine, shim, the
-/// workload), all on its realtime clock, but an engine stamps a start only
-/// after the runtime's start returned, which a short native program's `main`
-/// can beat by a little.
+/// workload), all on its realtime clock.
 const PHASE_TOLERANCE_MS: f64 = 2.0;
+
+/// An engine stamps a start only after the runtime's start returned, and a
+/// native program's `main` beats that stamp: by up to 3 ms via Docker and
+/// 14 ms via containerd in lab runs (docs/results.md). Only this pair, and
+/// only for native images, gets the wider bound: a wasm module is compiled
+/// after the start, so its `main` comes well after the stamp.
+const START_AFTER_MAIN_TOLERANCE_MS: f64 = 25.0;
 
 /// Every ok run's phases follow each other on the host's clock, for both
 /// engines, native and wasm: create ≤ start ≤ to_main ≤ exit ≤ remove.
@@ -386,8 +391,13 @@ fn every_ok_run_has_its_phases_in_order() {
             "the create answer comes after its request: {row}"
         );
         for (pair, pair_names) in phases.windows(2).zip(names.windows(2)) {
+            let tolerance = if pair_names == ["start_ms", "to_main_ms"] && row[1] != "wasm" {
+                START_AFTER_MAIN_TOLERANCE_MS
+            } else {
+                PHASE_TOLERANCE_MS
+            };
             assert!(
-                pair[0] <= pair[1] + PHASE_TOLERANCE_MS,
+                pair[0] <= pair[1] + tolerance,
                 "{} {} > {} {}: {row}",
                 pair_names[0],
                 pair[0],
