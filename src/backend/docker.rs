@@ -92,11 +92,7 @@ impl Engine for DockerEngine {
         // An image sharing a layer with this one would keep that layer cached,
         // and the next pull would not fetch it: it goes too.
         let mut doomed = vec![image_ref.to_string()];
-        let images = self
-            .docker
-            .list_images(None::<ListImagesOptions>)
-            .await
-            .map_err(image_error("list", image_ref))?;
+        let images = self.list_images_settled(image_ref).await?;
         for summary in images {
             let other = match self.docker.inspect_image(&summary.id).await {
                 Ok(other) => other,
@@ -281,6 +277,25 @@ impl Engine for DockerEngine {
 }
 
 impl DockerEngine {
+    /// Every image, as `docker images -a` lists them. With the containerd
+    /// image store, the list fails with 404 while another client is removing
+    /// an image whose config is already gone; a moment later it is whole.
+    async fn list_images_settled(
+        &self,
+        image_ref: &str,
+    ) -> Result<Vec<bollard::models::ImageSummary>, EngineError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.docker.list_images(None::<ListImagesOptions>).await {
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404, ..
+                }) if attempt < 5 => tokio::time::sleep(Duration::from_millis(200)).await,
+                result => return result.map_err(image_error("list", image_ref)),
+            }
+        }
+    }
+
     /// Removes the container `name`, running or not; gone already is fine.
     pub async fn remove_container(&self, name: &str) -> Result<(), EngineError> {
         let remove = RemoveContainerOptionsBuilder::default().force(true).build();
