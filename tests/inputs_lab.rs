@@ -254,10 +254,24 @@ fn dependencies_are_vendored_on_the_runner_and_the_builds_use_them() {
         "{crates:?}"
     );
 
-    // The vendor stage's log has the tool's own output.
-    let log = std::fs::read_to_string(out_dir().join("logs/vendor__wordcount__rust.log"))
-        .expect("vendor log");
-    assert!(log.contains("cargo vendor --locked"), "{log}");
+    // Of the two stages that share the rust tree, one ran the tool, whose
+    // own output is in its log, and the other, waiting for it, reused it.
+    let logs: Vec<String> = ["wordcount", "wordcount-wasm"]
+        .iter()
+        .map(|workload| {
+            std::fs::read_to_string(out_dir().join(format!("logs/vendor__{workload}__rust.log")))
+                .expect("vendor log")
+        })
+        .collect();
+    let ran: Vec<&String> = logs
+        .iter()
+        .filter(|log| log.contains("$ cargo vendor --locked") && log.contains("Vendoring memchr"))
+        .collect();
+    let reused = logs
+        .iter()
+        .filter(|log| log.contains("reusing the vendored tree"))
+        .count();
+    assert_eq!((ran.len(), reused), (1, 1), "{logs:#?}");
 }
 
 /// A second experiment over the same sources and output folder reuses the
