@@ -1227,13 +1227,7 @@ impl<'a> Resolver<'a> {
         if !path.exists() {
             return Ok(None);
         }
-        let text = match crate::limits::read_regular_file(&path) {
-            Ok(text) => text,
-            Err(error) => {
-                self.error(blame, format!("failed to read {}: {error}", path.display()));
-                return Err(Reported);
-            }
-        };
+        let text = self.read_project_file(&path, blame).ok_or(Reported)?;
         let spec = match crate::spec::parse_vendor_spec(&text, &path) {
             Ok(spec) => spec,
             Err(diagnostics) => {
@@ -1284,13 +1278,8 @@ impl<'a> Resolver<'a> {
             if !file.exists() {
                 return Ok(None);
             }
-            match crate::limits::read_regular_file(&file) {
-                Ok(contents) => key.str(name, &contents),
-                Err(error) => {
-                    self.error(blame, format!("failed to read {}: {error}", file.display()));
-                    return Err(Reported);
-                }
-            };
+            let contents = self.read_project_file(&file, blame).ok_or(Reported)?;
+            key.str(name, &contents);
         }
         Ok(Some(VendorSource {
             command: spec.command.value,
