@@ -269,6 +269,13 @@ fn is_label(label: &str) -> bool {
 /// `a..zA..Z`, a zero-padded begin pads all numbers, an empty begin means 0,
 /// and a numeric range whose step goes the wrong way yields no hosts.
 pub(crate) fn expand_ranges(pattern: &str) -> Result<Vec<String>, String> {
+    // Names visited, not only kept: a nested range that ends in an empty one
+    // keeps nothing but would still visit the product of the ranges.
+    let mut budget = 4 * MAX_HOSTS_PER_PATTERN;
+    expand_within(pattern, &mut budget)
+}
+
+fn expand_within(pattern: &str, budget: &mut usize) -> Result<Vec<String>, String> {
     if !pattern.contains('[') {
         return Ok(vec![pattern.to_string()]);
     }
@@ -320,9 +327,10 @@ pub(crate) fn expand_ranges(pattern: &str) -> Result<Vec<String>, String> {
 
     let mut hosts = Vec::new();
     for item in items {
+        *budget = budget.checked_sub(1).ok_or_else(too_many_hosts)?;
         let name = format!("{head}{}{tail}", format_item(item));
         if name.contains('[') {
-            hosts.extend(expand_ranges(&name)?);
+            hosts.extend(expand_within(&name, budget)?);
         } else {
             hosts.push(name);
         }
@@ -389,6 +397,14 @@ fn numeric_range(first: i128, end_exclusive: i128, step: i128) -> Result<Vec<i12
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nested_ranges_that_keep_nothing_are_bounded_too() {
+        // Found by fuzzing: 9949 × 9949 names visited, none kept.
+        let error = expand_ranges("10([1:9949]([1:9949]002[9:00]").unwrap_err();
+        assert!(error.contains("hosts, the limit"), "{error}");
+        assert_eq!(expand_ranges("h[0:99][0:99]").unwrap().len(), 10_000);
+    }
 
     fn expand(pattern: &str) -> Vec<String> {
         expand_ranges(pattern).unwrap_or_else(|error| panic!("{pattern}: {error}"))
