@@ -4,11 +4,12 @@ use std::io::Write as _;
 use std::path::Path;
 
 use wasmtime::error::Context as _;
-use wasmtime::{Engine, Linker, Module, Store};
+use wasmtime::{Linker, Store};
 use wasmtime_wasi::p1::{self, WasiP1Ctx};
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
-/// What to run: the module's bytes and the process the OCI spec describes.
+/// What to run: the module's bytes (a `.wasm`, or a module `wasm-precompile`
+/// compiled for this machine) and the process the OCI spec describes.
 pub struct Command<'a> {
     pub module: &'a [u8],
     /// The export to call, `_start` for a command module.
@@ -34,15 +35,17 @@ pub const SETUP_EXIT_CODE: i32 = 125;
 
 /// Runs the module and returns its exit code: 0 when `_start` returns, the
 /// code it passed to `proc_exit` otherwise.
+///
+/// # Errors
+/// A [`Failure`] with [`SETUP_EXIT_CODE`] when the module cannot be loaded,
+/// linked or started, or with [`TRAP_EXIT_CODE`] when it traps.
 pub async fn run(command: &Command<'_>) -> Result<i32, Failure> {
     let setup = |error: wasmtime::Error| Failure {
         error,
         exit_code: SETUP_EXIT_CODE,
     };
-    let engine = Engine::default();
-    let module = Module::new(&engine, command.module)
-        .context("the module does not compile")
-        .map_err(setup)?;
+    let engine = crate::engine::host_engine().map_err(setup)?;
+    let module = crate::engine::load_module(&engine, command.module).map_err(setup)?;
     let wasi = wasi_context(command).map_err(setup)?;
     let mut store = Store::new(&engine, wasi);
     let mut linker: Linker<WasiP1Ctx> = Linker::new(&engine);
