@@ -182,6 +182,10 @@ pub struct ReportArgs {
     /// With a spec: use this inventory instead of the one the experiment names.
     #[arg(short, long, value_name = "FILE")]
     pub inventory: Option<PathBuf>,
+    /// `wasm-precompile`, which builds of variants with `runtime: wasm` put
+    /// in their context (default target/release/wasm-precompile in the project).
+    #[arg(long, value_name = "FILE", env = "PIPELINE_PRECOMPILER")]
+    pub precompiler: Option<PathBuf>,
     #[command(flatten)]
     pub out: OutArgs,
     /// Another run's out/<experiment> folder: show both side by side, with
@@ -197,6 +201,10 @@ pub struct SpecArgs {
     /// Use this inventory instead of the one the experiment names.
     #[arg(short, long, value_name = "FILE")]
     pub inventory: Option<PathBuf>,
+    /// `wasm-precompile`, which builds of variants with `runtime: wasm` put
+    /// in their context (default target/release/wasm-precompile in the project).
+    #[arg(long, value_name = "FILE", env = "PIPELINE_PRECOMPILER")]
+    pub precompiler: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

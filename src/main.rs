@@ -103,7 +103,10 @@ enum Failure {
 fn run(cli: &Cli) -> Result<(), Failure> {
     match &cli.command {
         Command::Validate(args) => {
-            let plan = load(&args.spec, args.inventory.clone())?;
+            let plan = load(
+                &args.spec,
+                &plan_options(args.inventory.as_ref(), args.precompiler.as_ref()),
+            )?;
             if !cli.output.quiet {
                 let spec = args.spec.display().to_string();
                 println!("{}: valid: {}", escape_control(&spec), summary(&plan));
@@ -111,7 +114,10 @@ fn run(cli: &Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Plan(args) => {
-            let plan = load(&args.spec.spec, args.spec.inventory.clone())?;
+            let plan = load(
+                &args.spec.spec,
+                &plan_options(args.spec.inventory.as_ref(), args.spec.precompiler.as_ref()),
+            )?;
             let text = match args.format {
                 PlanFormat::Table => output::to_table(&plan),
                 PlanFormat::Json => {
@@ -127,7 +133,10 @@ fn run(cli: &Cli) -> Result<(), Failure> {
             print_stdout(&text)
         }
         Command::Render(args) => {
-            let plan = load(&args.spec.spec, args.spec.inventory.clone())?;
+            let plan = load(
+                &args.spec.spec,
+                &plan_options(args.spec.inventory.as_ref(), args.spec.precompiler.as_ref()),
+            )?;
             let wanted = args
                 .stage
                 .as_deref()
@@ -191,7 +200,10 @@ fn out_root(plan: &Plan, out: &cli::OutArgs) -> std::path::PathBuf {
 }
 
 fn run_apply(args: &cli::ApplyArgs, output: &cli::OutputArgs) -> Result<(), Failure> {
-    let experiment_plan = std::sync::Arc::new(load(&args.spec.spec, args.spec.inventory.clone())?);
+    let experiment_plan = std::sync::Arc::new(load(
+        &args.spec.spec,
+        &plan_options(args.spec.inventory.as_ref(), args.spec.precompiler.as_ref()),
+    )?);
     let layout = apply::OutputLayout::new(
         &out_root(&experiment_plan, &args.out),
         &experiment_plan.experiment.name,
@@ -409,7 +421,10 @@ fn cache_dir() -> std::path::PathBuf {
 
 fn run_status(args: &cli::StatusArgs) -> Result<(), Failure> {
     use pipeline::status::StageState;
-    let plan = load(&args.spec.spec, args.spec.inventory.clone())?;
+    let plan = load(
+        &args.spec.spec,
+        &plan_options(args.spec.inventory.as_ref(), args.spec.precompiler.as_ref()),
+    )?;
     let layout = apply::OutputLayout::new(&out_root(&plan, &args.out), &plan.experiment.name);
     let journal = pipeline::journal::read_journal(&layout.journal())
         .map_err(|error| Failure::Runtime(error.to_string()))?;
@@ -484,7 +499,10 @@ fn run_report(args: &cli::ReportArgs, quiet: bool) -> Result<(), Failure> {
     let mut options = if args.target.is_dir() {
         pipeline::report::ReportOptions::new(args.target.clone())
     } else if args.target.is_file() {
-        let plan = load(&args.target, args.inventory.clone())?;
+        let plan = load(
+            &args.target,
+            &plan_options(args.inventory.as_ref(), args.precompiler.as_ref()),
+        )?;
         let mut options = pipeline::report::ReportOptions::new(
             out_root(&plan, &args.out).join(&plan.experiment.name),
         );
@@ -666,11 +684,21 @@ fn render_diagnostic(error: &render::RenderError, project_root: &std::path::Path
     )
 }
 
+fn plan_options(
+    inventory: Option<&std::path::PathBuf>,
+    precompiler: Option<&std::path::PathBuf>,
+) -> PlanOptions {
+    PlanOptions {
+        inventory: inventory.cloned(),
+        precompiler: precompiler.cloned(),
+    }
+}
+
 /// The one validation every command runs: the spec and inventory against
 /// the project, then every template rendered, so `plan`, `render`, `apply`
 /// and `status` refuse exactly what `validate` refuses.
-fn load(spec: &std::path::Path, inventory: Option<std::path::PathBuf>) -> Result<Plan, Failure> {
-    let plan = plan::load_plan(spec, &PlanOptions { inventory }).map_err(Failure::Plan)?;
+fn load(spec: &std::path::Path, options: &PlanOptions) -> Result<Plan, Failure> {
+    let plan = plan::load_plan(spec, options).map_err(Failure::Plan)?;
     let mut problems = Vec::new();
     for (_, stage) in plan
         .graph

@@ -678,3 +678,150 @@ fn inputs_and_the_result_check_reach_the_fingerprints() {
         "{changed_by_result:?}"
     );
 }
+
+const PRECOMPILED: &str = "\
+experiment: demo
+workloads:
+  - name: hello
+    languages: [alpha]
+variants:
+  optimized:
+  precompiled:
+    runtime: wasm
+    targets: [linux/amd64, linux/arm64]
+targets: [linux/amd64, linux/arm64, wasm]
+runs:
+  - hosts: [all]
+    engines: [docker]
+";
+
+fn precompiled_project() -> Project {
+    let project = Project::new();
+    project.write(
+        "templates/alpha/precompiled.Dockerfile.j2",
+        "FROM scratch\n# alpha precompiled for {{ target.platform }}\n",
+    );
+    project
+}
+
+/// `(image path, host, runtime)` of every cell.
+fn cells(plan: &Plan) -> Vec<(String, String, String)> {
+    let experiment = &plan.experiment;
+    experiment
+        .cells
+        .iter()
+        .map(|cell| {
+            (
+                experiment.images[cell.image].path(),
+                experiment.hosts[cell.host].name.clone(),
+                cell.runtime.clone(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_variant_with_the_wasm_runtime_runs_per_platform_on_it() {
+    let plan = precompiled_project().plan(PRECOMPILED).unwrap();
+    let cells = cells(&plan);
+    let expect = |path: &str, host: &str, runtime: &str| {
+        (path.to_string(), host.to_string(), runtime.to_string())
+    };
+    for cell in [
+        expect("hello/alpha/optimized/linux-amd64", "amd", "runc"),
+        expect("hello/alpha/optimized/wasm", "arm", "wasmtime"),
+        // Pulled for its own platform, on hosts of that platform only, but
+        // started by the wasm runtime.
+        expect("hello/alpha/precompiled/linux-amd64", "amd", "wasmtime"),
+        expect("hello/alpha/precompiled/linux-arm64", "arm", "wasmtime"),
+    ] {
+        assert!(cells.contains(&cell), "no {cell:?} in {cells:#?}");
+    }
+    assert!(
+        !cells
+            .iter()
+            .any(|(path, host, _)| path == "hello/alpha/precompiled/linux-amd64" && host == "arm"),
+        "{cells:#?}"
+    );
+    // The variant's `targets` leave out its wasm image: the plain module is
+    // the other variant's.
+    assert!(
+        !ids_of(&plan.graph, StageKind::Build)
+            .contains(&"build/hello/alpha/precompiled/wasm".to_string())
+    );
+    // One index over the variant's native platforms.
+    assert_eq!(
+        needs(&plan, "index/hello/alpha/precompiled"),
+        [
+            "push/hello/alpha/precompiled/linux-amd64",
+            "push/hello/alpha/precompiled/linux-arm64",
+        ]
+    );
+    let precompiled = plan
+        .experiment
+        .images
+        .iter()
+        .filter(|image| image.needs_precompiler())
+        .map(pipeline::plan::Image::path)
+        .collect::<Vec<_>>();
+    assert_eq!(
+        precompiled,
+        [
+            "hello/alpha/precompiled/linux-amd64",
+            "hello/alpha/precompiled/linux-arm64"
+        ]
+    );
+}
+
+#[test]
+fn a_variant_with_the_wasm_runtime_needs_hosts_of_its_platforms_with_that_runtime() {
+    let spec = PRECOMPILED.replace(
+        "    engines: [docker]\n",
+        "    engines: [docker]\n    runtimes: {wasm: wasmedge}\n    variants: [precompiled]\n",
+    );
+    let errors = precompiled_project().errors(&spec);
+    assert!(
+        errors.iter().any(|error| error.ends_with(
+            "no selected host can run target `linux/amd64`: it needs a host with `pipeline_platform: linux/amd64` and the `wasmedge` runtime"
+        )),
+        "{errors:#?}"
+    );
+}
+
+#[test]
+fn the_precompiler_is_part_of_the_builds_that_run_it_only() {
+    let project = precompiled_project();
+    // Missing: the plan is valid; the builds that need it fail and say where it was looked for.
+    let missing = fingerprints(&project.plan(PRECOMPILED).unwrap());
+    project.write("target/release/wasm-precompile", "one build\n");
+    let first = fingerprints(&project.plan(PRECOMPILED).unwrap());
+    project.write("target/release/wasm-precompile", "another build\n");
+    let second = fingerprints(&project.plan(PRECOMPILED).unwrap());
+    for (before, after) in [(&missing, &first), (&first, &second)] {
+        let changed = changed(before, after);
+        assert!(changed.contains(&"build/hello/alpha/precompiled/linux-arm64".to_string()));
+        assert!(
+            changed
+                .iter()
+                .all(|id| id.contains("/alpha/precompiled") || id == "aggregate"),
+            "{changed:#?}"
+        );
+    }
+}
+
+#[test]
+fn a_module_run_by_the_wasm_runtime_starts_in_slash() {
+    let project = precompiled_project();
+    project.write(
+        "workloads/hello/workload.yaml",
+        "binary: hello\nworkdir: /app\n",
+    );
+    let spec = PRECOMPILED.replace("linux/arm64, wasm]", "linux/arm64]");
+    let errors = project.errors(&spec);
+    assert!(
+        errors
+            .iter()
+            .any(|error| error.contains("is built for wasm, where a module always starts in `/`")),
+        "{errors:#?}"
+    );
+}

@@ -148,6 +148,7 @@ fn wordcount_tree() -> (tempfile::TempDir, Plan) {
         &dir.path().join("experiments/wordcount.yaml"),
         &PlanOptions {
             inventory: Some(lab::repository().join("inventory.yaml")),
+            ..PlanOptions::default()
         },
     )
     .expect("the fixture plans");
@@ -252,4 +253,63 @@ fn hostile_values_stay_inside_their_instruction() {
             "{id}:\n{dockerfile}"
         );
     }
+}
+
+/// Each shipped language builds its wasm module as its wasm template does,
+/// then compiles it ahead of time for the target's architecture.
+#[test]
+fn the_precompiled_templates_ship_a_module_compiled_for_the_platform() {
+    let project = project_with_inputs();
+    project.write(
+        "workloads/reader/workload.yaml",
+        "binary: reader\nargs: [/data/input.txt]\n",
+    );
+    let spec = "\
+experiment: inputs
+workloads:
+  - name: reader
+    languages: [cpp, rust, go, tinygo]
+variants:
+  precompiled:
+    runtime: wasm
+targets: [linux/amd64, linux/arm64]
+runs:
+  - hosts: [all]
+    engines: [docker]
+";
+    let plan = project.plan(spec).expect("plan");
+    let dockerfiles = dockerfiles(project.dir.path(), &plan);
+    assert_eq!(dockerfiles.len(), LANGUAGES.len() * 2);
+    for (id, dockerfile) in &dockerfiles {
+        let triple = if id.ends_with("linux-arm64") {
+            "aarch64-unknown-linux-gnu"
+        } else {
+            "x86_64-unknown-linux-gnu"
+        };
+        let precompile =
+            format!("RUN wasm-precompile --target {triple} /reader.wasm /reader.cwasm");
+        assert!(
+            dockerfile.lines().any(|line| line == precompile),
+            "{id}: no `{precompile}` in\n{dockerfile}"
+        );
+        let last = final_stage(dockerfile);
+        assert_eq!(last[0], "FROM scratch", "{id}");
+        assert!(
+            last.contains(&"COPY --from=build /reader.cwasm /reader.cwasm")
+                && last.contains(&r#"ENTRYPOINT ["/reader.cwasm"]"#),
+            "{id}:\n{dockerfile}"
+        );
+    }
+    let dockerfile = |id: &str| {
+        &dockerfiles
+            .iter()
+            .find(|(stage, _)| stage == id)
+            .expect("rendered")
+            .1
+    };
+    let filters = vec![(r"[0-9a-f]{64}", "[fingerprint]")];
+    insta::with_settings!({filters => filters}, {
+        insta::assert_snapshot!("precompiled_rust_arm64", dockerfile("render/reader/rust/precompiled/linux-arm64"));
+        insta::assert_snapshot!("precompiled_cpp_amd64", dockerfile("render/reader/cpp/precompiled/linux-amd64"));
+    });
 }

@@ -84,10 +84,12 @@ pub struct Debootstrap {
     pub mirror: Option<String>,
 }
 
-/// A build context: the Dockerfile and folders copied in under given names.
+/// A build context: the Dockerfile, folders and single files copied in
+/// under given names.
 pub struct BuildContext<'a> {
     pub dockerfile: &'a str,
     pub folders: &'a [(String, PathBuf)],
+    pub files: &'a [(String, PathBuf)],
 }
 
 #[derive(Clone)]
@@ -563,6 +565,9 @@ fn context_tar(context: &BuildContext<'_>) -> std::io::Result<Vec<u8>> {
                 tar.append_path_with_name(&path, &inside)?;
             }
         }
+    }
+    for (name, file) in context.files {
+        tar.append_path_with_name(file, name)?;
     }
     tar.into_inner()
 }

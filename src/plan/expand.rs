@@ -103,6 +103,13 @@ pub fn expand(experiment: &Experiment) -> Result<StageGraph, GraphError> {
         if let Some((_, vendor_fp)) = vendor {
             build_fp.fingerprint("vendor", *vendor_fp);
         }
+        // Absent for other images, so their fingerprints stay as they were.
+        if image.needs_precompiler() {
+            match experiment.precompiler.digest {
+                Some(digest) => build_fp.fingerprint("precompiler", digest),
+                None => build_fp.str("precompiler", "missing"),
+            };
+        }
         let build_fp = build_fp.finish();
         let build = graph.add(stage(&path, build_fp, StageWork::Build { image: index }))?;
         graph.need(build, render);

@@ -32,6 +32,9 @@ pub struct Plan {
 pub struct PlanOptions {
     /// Overrides the spec's `inventory`.
     pub inventory: Option<PathBuf>,
+    /// `wasm-precompile`, for images of variants the wasm runtime runs on
+    /// native platforms; default `target/release/wasm-precompile` in the project.
+    pub precompiler: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -62,7 +65,13 @@ pub fn load_plan(spec_path: &Path, options: &PlanOptions) -> Result<Plan, PlanEr
         None => inventory_path(&spec, spec_path, &project_root)?,
     };
     let inventory = Inventory::load(&inventory_path)?;
-    plan_from_parts(&spec, spec_path, &project_root, &inventory)
+    let sources = resolve::Sources {
+        spec_path,
+        project_root: &project_root,
+        hosts: &inventory,
+        precompiler: options.precompiler.as_deref(),
+    };
+    plan_from_sources(&spec, &sources)
 }
 
 /// The pure part of [`load_plan`], for callers that already hold the pieces.
@@ -76,8 +85,16 @@ pub fn plan_from_parts(
         spec_path,
         project_root,
         hosts,
+        precompiler: None,
     };
-    let experiment = resolve::resolve(spec, &sources)?;
+    plan_from_sources(spec, &sources)
+}
+
+fn plan_from_sources(
+    spec: &ExperimentSpec,
+    sources: &resolve::Sources<'_>,
+) -> Result<Plan, PlanError> {
+    let experiment = resolve::resolve(spec, sources)?;
     let graph = expand::expand(&experiment)?;
     graph.topological_order()?;
     Ok(Plan { experiment, graph })

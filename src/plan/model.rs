@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 use super::fingerprint::Fingerprint;
 use super::target::Target;
 use crate::inventory::HostSettings;
-use crate::spec::{Engine, MarkerSpec, RunOrder, Scenario};
+use crate::spec::{Engine, MarkerSpec, RunOrder, RuntimeKind, Scenario};
 
 #[derive(Debug, Clone)]
 pub struct Experiment {
@@ -31,6 +31,24 @@ pub struct Experiment {
     pub workload_images: Vec<WorkloadImages>,
     pub measure: Measure,
     pub limits: StageLimits,
+    /// The wasm precompiler the builds of [`Image::needs_precompiler`] run.
+    pub precompiler: Precompiler,
+}
+
+/// `wasm-precompile`, built from the shim's crate, so the code it makes is
+/// what the hosts' shim loads. Its contents are part of the build
+/// fingerprint of every image that runs it.
+#[derive(Debug, Clone)]
+pub struct Precompiler {
+    pub path: PathBuf,
+    /// `None` when no file is there (or no image needs it): such a build fails.
+    pub digest: Option<Fingerprint>,
+}
+
+impl Precompiler {
+    /// Where `cargo build --release -p containerd-shim-wasmtime --features
+    /// precompiler` leaves it, inside the project.
+    pub const DEFAULT_PATH: &'static str = "target/release/wasm-precompile";
 }
 
 /// A base image the pipeline builds from Debian packages.
@@ -110,6 +128,9 @@ pub struct Image {
     pub language: String,
     pub variant: String,
     pub target: Target,
+    /// Which of a run block's runtimes runs it: always `Wasm` for the `wasm`
+    /// target; the variant's `runtime` for native targets.
+    pub runtime: RuntimeKind,
     /// Template path relative to the project root.
     pub template: PathBuf,
     /// Template variables after every override, base references replaced by image refs.
@@ -148,6 +169,12 @@ pub struct VendorSource {
 }
 
 impl Image {
+    /// A native-platform image run by the wasm runtime holds a module compiled
+    /// ahead of time for that platform, by the precompiler in its build context.
+    pub fn needs_precompiler(&self) -> bool {
+        self.runtime == RuntimeKind::Wasm && !self.target.is_wasm()
+    }
+
     /// `<workload>/<language>/<variant>`: the part of stage ids an index shares.
     pub fn group_path(&self) -> String {
         format!("{}/{}/{}", self.workload, self.language, self.variant)

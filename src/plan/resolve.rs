@@ -10,8 +10,8 @@ use super::StageKind;
 use super::fingerprint::{Fingerprint, FingerprintBuilder, hash_tree};
 use super::inputs;
 use super::model::{
-    BaseImage, Cell, DataCopy, Debootstrap, EnvVar, Experiment, Image, Measure, StageLimit,
-    StageLimits, VendorSource, WorkloadImages, WorkloadRun,
+    BaseImage, Cell, DataCopy, Debootstrap, EnvVar, Experiment, Image, Measure, Precompiler,
+    StageLimit, StageLimits, VendorSource, WorkloadImages, WorkloadRun,
 };
 use super::names;
 use super::target::Target;
@@ -19,8 +19,8 @@ use crate::diagnostic::{Diagnostic, Diagnostics, SourceLocation};
 use crate::inventory::{Connection, HostDirectory, HostSettings};
 use crate::limits::{MAX_CELLS, MAX_REPETITIONS, MAX_RETRIES, MAX_STAGES, MAX_TIMEOUT, MAX_WARMUP};
 use crate::spec::{
-    ExperimentSpec, Located, MarkerSpec, PerStageKind, RunOrder, Scenario, TimeUnit, VarMap,
-    WorkloadManifest,
+    ExperimentSpec, Located, MarkerSpec, PerStageKind, RunOrder, RuntimeKind, Scenario, TimeUnit,
+    VarMap, WorkloadManifest,
 };
 
 /// The marker the shipped workloads print first thing in `main`.
@@ -34,6 +34,8 @@ pub struct Sources<'a> {
     pub spec_path: &'a Path,
     pub project_root: &'a Path,
     pub hosts: &'a dyn HostDirectory,
+    /// `wasm-precompile`; default [`Precompiler::DEFAULT_PATH`] in the project.
+    pub precompiler: Option<&'a Path>,
 }
 
 pub fn resolve(spec: &ExperimentSpec, sources: &Sources<'_>) -> Result<Experiment, Diagnostics> {
@@ -71,6 +73,10 @@ struct ResolvedVariant<'a> {
     wasm_template: String,
     native_template_at: Option<&'a Located<String>>,
     wasm_template_at: Option<&'a Located<String>>,
+    /// Which runtime runs its images of native targets.
+    runtime: RuntimeKind,
+    /// The experiment's targets it keeps; `None`: all of them.
+    targets: Option<HashSet<Target>>,
 }
 
 impl<'a> Resolver<'a> {
@@ -101,7 +107,7 @@ impl<'a> Resolver<'a> {
             self.error(&spec.experiment, message);
         }
         let targets = self.targets();
-        let variants = self.variants();
+        let variants = self.variants(&targets);
         let measure = self.measure();
         let limits = self.limits();
         let registry = self.registry_address();
@@ -138,6 +144,7 @@ impl<'a> Resolver<'a> {
             return None;
         }
         let registry = registry?;
+        let precompiler = self.precompiler(&images);
         let images = images
             .into_iter()
             .map(|mut image| {
@@ -168,7 +175,29 @@ impl<'a> Resolver<'a> {
             workload_images,
             measure,
             limits,
+            precompiler,
         })
+    }
+
+    /// The precompiler and, when some image runs it, a hash of its contents.
+    /// A missing one is not an error here: `validate` and `plan` work without
+    /// it, and the builds that need it say where it was looked for.
+    fn precompiler(&self, images: &[Image]) -> Precompiler {
+        let path = self.sources.precompiler.map_or_else(
+            || self.sources.project_root.join(Precompiler::DEFAULT_PATH),
+            Path::to_path_buf,
+        );
+        let digest = images
+            .iter()
+            .any(Image::needs_precompiler)
+            .then(|| fs_err::read(&path).ok())
+            .flatten()
+            .map(|contents| {
+                FingerprintBuilder::new("precompiler")
+                    .bytes("contents", &contents)
+                    .finish()
+            });
+        Precompiler { path, digest }
     }
 
     fn targets(&mut self) -> Vec<(Target, &'a Located<String>)> {
@@ -196,7 +225,7 @@ impl<'a> Resolver<'a> {
         targets
     }
 
-    fn variants(&mut self) -> Vec<ResolvedVariant<'a>> {
+    fn variants(&mut self, targets: &[(Target, &'a Located<String>)]) -> Vec<ResolvedVariant<'a>> {
         let Some(variants) = &self.spec.variants else {
             return vec![ResolvedVariant {
                 name: &DEFAULT_VARIANT,
@@ -205,6 +234,8 @@ impl<'a> Resolver<'a> {
                 wasm_template: "wasm.Dockerfile.j2".into(),
                 native_template_at: None,
                 wasm_template_at: None,
+                runtime: RuntimeKind::Native,
+                targets: None,
             }];
         };
         if variants.value.is_empty() {
@@ -241,6 +272,16 @@ impl<'a> Resolver<'a> {
                     .map_or_else(|| "wasm.Dockerfile.j2".into(), |t| t.value.clone()),
                 native_template_at: native_at,
                 wasm_template_at: wasm_at,
+                runtime: settings
+                    .as_ref()
+                    .and_then(|settings| settings.runtime.as_ref())
+                    .map_or(RuntimeKind::Native, |runtime| runtime.value),
+                targets: settings
+                    .as_ref()
+                    .and_then(|settings| settings.targets.as_ref())
+                    .and_then(|list| {
+                        self.narrowing(list, targets, &format!("variant `{}`", name.value))
+                    }),
             });
         }
         resolved
@@ -721,7 +762,6 @@ impl<'a> Resolver<'a> {
                     ).with_help("the workload's `targets` and the language's `languages.<language>.targets` narrow the experiment's `targets`; they share none here"));
                     continue;
                 }
-                builds_wasm |= image_targets.iter().any(|(target, _)| target.is_wasm());
                 let run = self.workload_run(&manifest, workload, language_settings, &setup);
                 let Some(template_tree) = self.template_tree(&template_dir, language) else {
                     continue;
@@ -738,6 +778,20 @@ impl<'a> Resolver<'a> {
                 let defaults = self.template_defaults(&template_dir, language);
                 for variant in variants {
                     for &(target, target_at) in &image_targets {
+                        if variant
+                            .targets
+                            .as_ref()
+                            .is_some_and(|kept| !kept.contains(target))
+                        {
+                            continue;
+                        }
+                        let runtime = if target.is_wasm() {
+                            RuntimeKind::Wasm
+                        } else {
+                            variant.runtime
+                        };
+                        // Precompiled or not, a module starts in `/`.
+                        builds_wasm |= runtime == RuntimeKind::Wasm;
                         let (template_name, template_at) = if target.is_wasm() {
                             (&variant.wasm_template, variant.wasm_template_at)
                         } else {
@@ -814,6 +868,7 @@ impl<'a> Resolver<'a> {
                             language: language_name.clone(),
                             variant: variant.name.value.clone(),
                             target: target.clone(),
+                            runtime,
                             template,
                             vars,
                             bases: used_bases,
@@ -1585,17 +1640,26 @@ impl<'a> Resolver<'a> {
                 .as_ref()
                 .map_or("wasmtime", |r| r.value.as_str());
 
-            // Every target of an image this block selects must have a host that can run it.
-            for (target, target_at) in targets {
+            // Every target of an image this block selects must have a host that
+            // can run it, with each kind of runtime its images need.
+            let kinds = [RuntimeKind::Native, RuntimeKind::Wasm];
+            for ((target, target_at), kind) in targets
+                .iter()
+                .flat_map(|target| kinds.iter().map(move |kind| (target, *kind)))
+            {
                 if !selected_images
                     .iter()
-                    .any(|&index| images[index].target == *target)
+                    .any(|&index| images[index].target == *target && images[index].runtime == kind)
                 {
                     continue;
                 }
-                let can_run = run_hosts.iter().any(|(host, _)| {
-                    host_runs(&hosts[*host], target, native_runtime, wasm_runtime)
-                });
+                let runtime = match kind {
+                    RuntimeKind::Native => native_runtime,
+                    RuntimeKind::Wasm => wasm_runtime,
+                };
+                let can_run = run_hosts
+                    .iter()
+                    .any(|(host, _)| host_runs(&hosts[*host], target, runtime));
                 if !can_run && !run_hosts.is_empty() {
                     let blame = run
                         .targets
@@ -1606,10 +1670,10 @@ impl<'a> Resolver<'a> {
                         })
                         .unwrap_or(target_at);
                     let needs = if target.is_wasm() {
-                        format!("a host with the `{wasm_runtime}` runtime in `pipeline_runtimes`")
+                        format!("a host with the `{runtime}` runtime in `pipeline_runtimes`")
                     } else {
                         format!(
-                            "a host with `pipeline_platform: {target}` and the `{native_runtime}` runtime"
+                            "a host with `pipeline_platform: {target}` and the `{runtime}` runtime"
                         )
                     };
                     let selected: Vec<String> = run_hosts
@@ -1628,8 +1692,12 @@ impl<'a> Resolver<'a> {
 
             for &image_index in &selected_images {
                 let image = &images[image_index];
+                let runtime = match image.runtime {
+                    RuntimeKind::Native => native_runtime,
+                    RuntimeKind::Wasm => wasm_runtime,
+                };
                 for (host, _) in &run_hosts {
-                    if !host_runs(&hosts[*host], &image.target, native_runtime, wasm_runtime) {
+                    if !host_runs(&hosts[*host], &image.target, runtime) {
                         continue;
                     }
                     for engine in &run.engines.value {
@@ -1637,11 +1705,6 @@ impl<'a> Resolver<'a> {
                             continue;
                         }
                         for scenario in &scenarios {
-                            let runtime = if image.target.is_wasm() {
-                                wasm_runtime
-                            } else {
-                                native_runtime
-                            };
                             let cell = Cell {
                                 image: image_index,
                                 host: *host,
@@ -1783,15 +1846,12 @@ fn allows(filter: Option<&HashSet<String>>, value: &str) -> bool {
     filter.is_none_or(|allowed| allowed.contains(value))
 }
 
-fn host_runs(
-    host: &HostSettings,
-    target: &Target,
-    native_runtime: &str,
-    wasm_runtime: &str,
-) -> bool {
+/// A native image, even one the wasm runtime runs (a module compiled ahead
+/// of time for the platform), needs a host of its platform.
+fn host_runs(host: &HostSettings, target: &Target, runtime: &str) -> bool {
     match target {
-        Target::Native(platform) => host.platform == *platform && host.has_runtime(native_runtime),
-        Target::Wasm => host.has_runtime(wasm_runtime),
+        Target::Native(platform) => host.platform == *platform && host.has_runtime(runtime),
+        Target::Wasm => host.has_runtime(runtime),
     }
 }
 

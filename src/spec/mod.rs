@@ -149,6 +149,23 @@ pub struct VariantSpec {
     pub vars: VarMap,
     #[serde(default)]
     pub templates: TemplateNames,
+    /// Which of a run block's `runtimes` runs this variant's images of
+    /// native targets; default `native`.
+    #[serde(default)]
+    pub runtime: Option<Located<RuntimeKind>>,
+    /// Narrows the experiment's `targets` for this variant.
+    #[serde(default)]
+    pub targets: Option<Located<Vec<Located<String>>>>,
+}
+
+/// Which kind of runtime runs an image: the run block's `runtimes.native`
+/// (runc) or `runtimes.wasm` (the wasmtime shim).
+#[derive(Debug, Clone, Copy, Default, Deserialize, serde::Serialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum RuntimeKind {
+    #[default]
+    Native,
+    Wasm,
 }
 
 /// Template file names inside `templates/<language>/`.

@@ -1,11 +1,15 @@
 //! `build`: the rendered Dockerfile built with the workload's sources (and
-//! its `data/` and vendored dependencies) as the context.
+//! its `data/` and vendored dependencies, and the wasm precompiler for images
+//! that need it) as the context.
 
 use crate::apply::ApplyContext;
 use crate::backend::builder::BuildContext;
 use crate::events::StageOutput;
 use crate::exec::{Job, StageFailure};
 use crate::plan::StageKind;
+
+/// Where templates find `wasm-precompile` in the build context (docs/spec.md).
+const PRECOMPILER_IN_CONTEXT: &str = "precompiler/wasm-precompile";
 
 pub async fn run(
     context: &ApplyContext,
@@ -41,9 +45,21 @@ pub async fn run(
         }
         folders.push(("vendor".to_string(), vendored.dir.clone()));
     }
+    let mut files = Vec::new();
+    if image.needs_precompiler() {
+        let precompiler = &experiment.precompiler;
+        if precompiler.digest.is_none() {
+            return Err(StageFailure::fatal(format!(
+                "no wasm precompiler at {}: build it with `cargo build --release -p containerd-shim-wasmtime --features precompiler` (or name it with --precompiler)",
+                precompiler.path.display()
+            )));
+        }
+        files.push((PRECOMPILER_IN_CONTEXT.to_string(), precompiler.path.clone()));
+    }
     let build_context = BuildContext {
         dockerfile,
         folders: &folders,
+        files: &files,
     };
     let platform = image.target.oci_platform();
     let record = context
