@@ -8,36 +8,24 @@
 
 #[path = "common/lab.rs"]
 mod lab;
+#[path = "common/pushed.rs"]
+mod pushed;
 #[path = "common/python.rs"]
 mod python;
 
 use std::collections::BTreeSet;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Mutex, OnceLock, PoisonError};
 
-use serde_json::Value;
+use pushed::{elf_machine, image_files, names, skopeo_raw};
 
 const EXPERIMENT: &str = "hello-c";
 
-struct Tree {
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-}
-
 /// The project's templates and workloads plus the C language, in a temporary tree.
-fn tree() -> &'static Tree {
-    static TREE: OnceLock<Tree> = OnceLock::new();
-    TREE.get_or_init(|| {
-        let dir = tempfile::tempdir().expect("temporary folder");
-        let root = dir.path().to_path_buf();
-        for part in ["templates", "workloads"] {
-            lab::copy_dir(&lab::repository().join(part), &root.join(part));
-        }
-        lab::copy_dir(&lab::repository().join("tests/fixtures/language-c"), &root);
-        Tree { _dir: dir, root }
-    })
+fn tree() -> &'static lab::Tree {
+    static TREE: OnceLock<lab::Tree> = OnceLock::new();
+    TREE.get_or_init(|| lab::Tree::copy(&["templates", "workloads"], "tests/fixtures/language-c"))
 }
 
 fn pipeline(args: &[&str]) -> Output {
@@ -108,57 +96,6 @@ fn registry() -> String {
     lab::registry_address()
 }
 
-fn skopeo_raw(reference: &str) -> Value {
-    let output = Command::new("skopeo")
-        .args(["inspect", "--raw", "--tls-verify=false"])
-        .arg(format!("docker://{reference}"))
-        .output()
-        .expect("skopeo runs (scripts/install-deps installs it)");
-    assert!(output.status.success(), "{}", lab::describe_output(&output));
-    serde_json::from_slice(&output.stdout).expect("skopeo prints JSON")
-}
-
-/// Files of a pushed image, fetched with skopeo into a folder and unpacked.
-fn image_files(reference: &str) -> Vec<(String, Vec<u8>)> {
-    let dir = tempfile::tempdir().expect("temporary folder");
-    let output = Command::new("skopeo")
-        .args(["copy", "--src-tls-verify=false"])
-        .arg(format!("docker://{reference}"))
-        .arg(format!("dir:{}", dir.path().display()))
-        .output()
-        .expect("skopeo runs");
-    assert!(output.status.success(), "{}", lab::describe_output(&output));
-    let manifest: Value =
-        serde_json::from_slice(&std::fs::read(dir.path().join("manifest.json")).unwrap()).unwrap();
-    let mut files = Vec::new();
-    for layer in manifest["layers"].as_array().expect("layers") {
-        let digest = layer["digest"].as_str().unwrap();
-        let blob = std::fs::read(dir.path().join(digest.trim_start_matches("sha256:"))).unwrap();
-        let reader: Box<dyn Read> = if blob.starts_with(&[0x1f, 0x8b]) {
-            Box::new(flate2::read::GzDecoder::new(blob.as_slice()))
-        } else {
-            Box::new(blob.as_slice())
-        };
-        let mut archive = tar::Archive::new(reader);
-        for entry in archive.entries().unwrap() {
-            let mut entry = entry.unwrap();
-            if entry.header().entry_type().is_file() {
-                let path = entry.path().unwrap().to_string_lossy().to_string();
-                let mut bytes = Vec::new();
-                entry.read_to_end(&mut bytes).unwrap();
-                files.push((path, bytes));
-            }
-        }
-    }
-    files
-}
-
-/// The ELF header's machine: 0x3e x86-64, 0xb7 AArch64, 0xf3 RISC-V.
-fn elf_machine(bytes: &[u8]) -> Option<u16> {
-    (bytes.len() > 20 && bytes.starts_with(b"\x7fELF"))
-        .then(|| u16::from_le_bytes([bytes[18], bytes[19]]))
-}
-
 #[test]
 fn the_index_lists_every_platform_and_each_binary_has_its_architecture() {
     images_applied();
@@ -200,9 +137,9 @@ fn the_index_lists_every_platform_and_each_binary_has_its_architecture() {
         let files = image_files(&reference);
         let binary = files
             .iter()
-            .find(|(path, _)| path.trim_start_matches('/') == "hello")
+            .find(|file| file.path.trim_start_matches('/') == "hello")
             .unwrap_or_else(|| panic!("{reference} holds /hello: {:?}", names(&files)));
-        assert_eq!(elf_machine(&binary.1), Some(machine), "{reference}");
+        assert_eq!(elf_machine(&binary.bytes), Some(machine), "{reference}");
         // FROM scratch: the binary is all there is.
         assert_eq!(files.len(), 1, "{:?}", names(&files));
     }
@@ -212,13 +149,9 @@ fn the_index_lists_every_platform_and_each_binary_has_its_architecture() {
     ));
     let module = wasm
         .iter()
-        .find(|(path, _)| path.ends_with("hello.wasm"))
+        .find(|file| file.path.ends_with("hello.wasm"))
         .expect("the wasm image holds hello.wasm");
-    assert!(module.1.starts_with(b"\0asm"), "a wasm module");
-}
-
-fn names(files: &[(String, Vec<u8>)]) -> Vec<&str> {
-    files.iter().map(|(path, _)| path.as_str()).collect()
+    assert!(module.bytes.starts_with(b"\0asm"), "a wasm module");
 }
 
 #[test]

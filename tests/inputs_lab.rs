@@ -25,29 +25,15 @@ const EXPERIMENT: &str = "wordcount";
 /// is that of the input file the image placed in its working directory.
 const STDERR_TAIL: &str = r#"words in "input.txt" ($PWD\app): 9 words"#;
 
-struct Tree {
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-}
-
 /// The project's templates and the fixture, in a temporary tree.
-fn tree() -> &'static Tree {
-    static TREE: OnceLock<Tree> = OnceLock::new();
-    TREE.get_or_init(|| {
-        let dir = tempfile::tempdir().expect("temporary folder");
-        let root = dir.path().to_path_buf();
-        lab::copy_dir(
-            &lab::repository().join("templates"),
-            &root.join("templates"),
-        );
-        lab::copy_dir(&lab::repository().join("tests/fixtures/inputs"), &root);
-        Tree { _dir: dir, root }
-    })
+fn tree() -> &'static lab::Tree {
+    static TREE: OnceLock<lab::Tree> = OnceLock::new();
+    TREE.get_or_init(|| lab::Tree::copy(&["templates"], "tests/fixtures/inputs"))
 }
 
 /// Where the vendor stage finds `go` and fetches from: the test's own Go
 /// module proxy and caches, so the first apply really fetches.
-fn registries(command: &mut Command, tree: &Tree) {
+fn registries(command: &mut Command, tree: &lab::Tree) {
     let go_dir = std::env::var_os("PIPELINE_GO")
         .map(PathBuf::from)
         .and_then(|go| go.parent().map(PathBuf::from));
@@ -72,7 +58,7 @@ fn registries(command: &mut Command, tree: &Tree) {
 }
 
 /// No registry at all: Go's proxy off, cargo offline with an empty home.
-fn no_registries(command: &mut Command, tree: &Tree) {
+fn no_registries(command: &mut Command, tree: &lab::Tree) {
     command
         .env("GOPROXY", "off")
         .env("GOMODCACHE", tree.root.join("go-modules-empty"))
@@ -84,7 +70,7 @@ fn pipeline(args: &[&str]) -> Output {
     pipeline_with(args, EXPERIMENT, registries)
 }
 
-fn pipeline_with(args: &[&str], experiment: &str, env: fn(&mut Command, &Tree)) -> Output {
+fn pipeline_with(args: &[&str], experiment: &str, env: fn(&mut Command, &lab::Tree)) -> Output {
     lab::lab();
     let tree = tree();
     let mut command = Command::new(env!("CARGO_BIN_EXE_pipeline"));

@@ -329,6 +329,25 @@ pub fn current_containerd_socket(host: &str) -> PathBuf {
     ))
 }
 
+/// Parts of the project (`templates`, `workloads`) with a fixture's tree on
+/// top, in a temporary folder that lives as long as this value.
+pub struct Tree {
+    _dir: tempfile::TempDir,
+    pub root: PathBuf,
+}
+
+impl Tree {
+    pub fn copy(parts: &[&str], fixture: &str) -> Tree {
+        let dir = tempfile::tempdir().expect("temporary folder");
+        let root = dir.path().to_path_buf();
+        for part in parts {
+            copy_dir(&repository().join(part), &root.join(part));
+        }
+        copy_dir(&repository().join(fixture), &root);
+        Tree { _dir: dir, root }
+    }
+}
+
 /// Copies a folder's contents into `to`, keeping modes and links.
 pub fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("folder");
