@@ -586,7 +586,11 @@ fn run_lab(args: &cli::LabArgs, quiet: bool) -> Result<(), Failure> {
     };
     let failure = |error: lab::LabError| Failure::Runtime(error.to_string());
     match &args.action {
-        cli::LabAction::Up { hosts, shim } => {
+        cli::LabAction::Up {
+            hosts,
+            shim,
+            containerd,
+        } => {
             if shim.is_file() {
                 layout.shim = std::path::absolute(shim).ok();
             } else {
@@ -595,7 +599,8 @@ fn run_lab(args: &cli::LabArgs, quiet: bool) -> Result<(), Failure> {
                     shim.display()
                 ));
             }
-            let hosts = lab::default_hosts(usize::from(*hosts));
+            let mut hosts = lab::default_hosts(usize::from(*hosts));
+            lab::choose_containerd(&mut hosts, containerd).map_err(Failure::Invalid)?;
             lab::up(&layout, &hosts, &mut report).map_err(failure)?;
             let inventory = lab::inventory_yaml(&layout, &hosts);
             let path = layout.root.join("inventory.yaml");

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use super::{LabError, LabHost, LabLayout, process::run_checked, write_file};
+use super::{ContainerdRelease, LabError, LabHost, LabLayout, process::run_checked, write_file};
 
 /// The registry's distribution config. With `tls` (certificate, key) it serves
 /// HTTPS; both lab registries share one storage folder, so an image pushed to
@@ -52,18 +52,34 @@ pub const CONTAINERD_PLATFORMS: [&str; 4] =
 /// registered for that platform, and the walking differ only advertises the
 /// host's, so any other platform (arm64, riscv64, wasi/wasm) made the whole
 /// transfer plugin fail to load. It just applies tar layers, whatever they hold.
-pub fn containerd_config(host_dir: &Path) -> String {
+///
+/// 2.x reads the same settings as configuration version 3, where Kubernetes'
+/// CRI is several plugins; none of them is wanted, so none runs beside the
+/// measured containers.
+pub fn containerd_config(host_dir: &Path, release: ContainerdRelease) -> String {
     let quoted: Vec<String> = CONTAINERD_PLATFORMS
         .iter()
         .map(|platform| format!("\"{platform}\""))
         .collect();
+    let (version, release_plugins) = match release {
+        ContainerdRelease::V1_7 => (2, ""),
+        ContainerdRelease::V2 => (
+            3,
+            r#"  "io.containerd.cri.v1.images",
+  "io.containerd.cri.v1.runtime",
+  "io.containerd.snapshotter.v1.erofs",
+  "io.containerd.differ.v1.erofs",
+  "io.containerd.nri.v1.nri",
+"#,
+        ),
+    };
     let mut text = format!(
-        r#"version = 2
+        r#"version = {version}
 root = "{root}"
 state = "/run/containerd"
 disabled_plugins = [
   "io.containerd.grpc.v1.cri",
-  "io.containerd.snapshotter.v1.aufs",
+{release_plugins}  "io.containerd.snapshotter.v1.aufs",
   "io.containerd.snapshotter.v1.btrfs",
   "io.containerd.snapshotter.v1.devmapper",
   "io.containerd.snapshotter.v1.zfs",

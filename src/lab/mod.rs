@@ -75,12 +75,57 @@ pub enum LabError {
     Setup(String),
 }
 
-/// One lab host: its name, address and the platform its inventory entry declares.
+/// One lab host: its name, address, the platform its inventory entry
+/// declares, and the containerd it runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LabHost {
     pub name: String,
     pub address: String,
     pub platform: String,
+    #[serde(default)]
+    pub containerd: ContainerdRelease,
+}
+
+/// The builder engine is not measured, and Docker 26, which builds on it,
+/// was made against containerd 1.7.
+const BUILDER_CONTAINERD: ContainerdRelease = ContainerdRelease::V1_7;
+
+/// The containerd release a lab host runs: forky's 2.x by default, trixie's
+/// 1.7 when asked for, so an experiment can compare the two as a dimension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum ContainerdRelease {
+    #[serde(rename = "1.7")]
+    V1_7,
+    #[default]
+    #[serde(rename = "2")]
+    V2,
+}
+
+impl ContainerdRelease {
+    /// `2` (or `2.1`, `2.x`) and `1.7`.
+    pub fn parse(text: &str) -> Option<ContainerdRelease> {
+        match text {
+            "2" | "2.x" | "2.1" => Some(ContainerdRelease::V2),
+            "1.7" => Some(ContainerdRelease::V1_7),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContainerdRelease::V1_7 => "1.7",
+            ContainerdRelease::V2 => "2",
+        }
+    }
+
+    /// The folder of scripts/install-deps' prefix holding this release's
+    /// containerd, ctr and runc shim.
+    fn bin_dir(self, deps: &Path) -> PathBuf {
+        match self {
+            ContainerdRelease::V1_7 => deps.join("bin"),
+            ContainerdRelease::V2 => deps.join("containerd-2/bin"),
+        }
+    }
 }
 
 /// The first three hosts match the shipped inventory.yaml.
@@ -99,9 +144,47 @@ pub fn default_hosts(count: usize) -> Vec<LabHost> {
                 name,
                 address: format!("{SUBNET}.{}", 11 + index),
                 platform: platform.to_string(),
+                containerd: ContainerdRelease::default(),
             }
         })
         .collect()
+}
+
+/// Applies `lab up --containerd` choices: `RELEASE` for every host, then
+/// `HOST=RELEASE` for one, whatever their order on the command line.
+pub fn choose_containerd(hosts: &mut [LabHost], choices: &[String]) -> Result<(), String> {
+    let release = |text: &str| {
+        ContainerdRelease::parse(text).ok_or_else(|| {
+            format!(
+                "--containerd {}: the lab runs containerd `2` or `1.7`",
+                crate::diagnostic::escape_control(text)
+            )
+        })
+    };
+    let (per_host, everywhere): (Vec<&String>, Vec<&String>) =
+        choices.iter().partition(|choice| choice.contains('='));
+    for choice in everywhere {
+        let chosen = release(choice)?;
+        for host in hosts.iter_mut() {
+            host.containerd = chosen;
+        }
+    }
+    for choice in per_host {
+        let (name, text) = choice.split_once('=').unwrap_or_default();
+        let chosen = release(text)?;
+        let host = hosts
+            .iter_mut()
+            .find(|host| host.name == name)
+            .ok_or_else(|| {
+                format!(
+                    "--containerd {}: the lab has no host `{}`",
+                    crate::diagnostic::escape_control(choice),
+                    crate::diagnostic::escape_control(name)
+                )
+            })?;
+        host.containerd = chosen;
+    }
+    Ok(())
 }
 
 /// Where the lab keeps its files and finds its programs.
@@ -144,14 +227,23 @@ impl LabLayout {
         self.root.join("bin")
     }
 
-    /// PATH for every lab daemon: the lab's own programs (shim) and the
-    /// prefix come before the machine's older containerd and runc.
-    fn daemon_path(&self) -> String {
-        format!(
-            "{}:{}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            self.bin_dir().display(),
-            self.deps.join("bin").display()
-        )
+    /// PATH for a host's daemons and SSH sessions: the lab's own programs
+    /// (shim), then the host's containerd release, then the prefix, all before
+    /// the machine's older containerd and runc.
+    fn daemon_path(&self, containerd: ContainerdRelease) -> String {
+        let release = containerd.bin_dir(&self.deps);
+        let prefix = self.deps.join("bin");
+        let mut folders = vec![self.bin_dir(), release.clone()];
+        if release != prefix {
+            folders.push(prefix);
+        }
+        let mut path = folders
+            .iter()
+            .map(|folder| folder.display().to_string())
+            .collect::<Vec<_>>()
+            .join(":");
+        path.push_str(":/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+        path
     }
 
     pub fn registry_address(&self) -> String {
@@ -552,7 +644,7 @@ pub fn up(
         }
     }
     let started = Instant::now();
-    check_programs(layout)?;
+    check_programs(layout, hosts)?;
     install_shim(layout)?;
     config::ssh_keys(layout, hosts)?;
     let tls = config::tls_files(&layout.tls_dir(), &format!("{SUBNET}.1"))?;
@@ -582,7 +674,13 @@ pub fn up(
         state.registry_tls = Some(start_registry(layout, Some(&tls), &runner)?);
         state.save(layout)?;
         report("builder engine");
-        state.builder = Some(start_engines(layout, "builder", None, &runner)?);
+        state.builder = Some(start_engines(
+            layout,
+            "builder",
+            BUILDER_CONTAINERD,
+            None,
+            &runner,
+        )?);
         state.save(layout)?;
         for host in hosts {
             report(&format!(
@@ -652,27 +750,42 @@ fn config_fingerprint(layout: &LabLayout, hosts: &[LabHost]) -> String {
         Some((&tls.join("registry.crt"), &tls.join("registry.key"))),
     ));
     part(&config::registry_hosts_toml(&layout.registry_address()));
-    part(&layout.daemon_path());
     part(&layout.trust_bundle().to_string_lossy());
-    for name in std::iter::once("builder").chain(hosts.iter().map(|host| host.name.as_str())) {
+    let builder = ("builder", BUILDER_CONTAINERD);
+    let lab_hosts = hosts
+        .iter()
+        .map(|host| (host.name.as_str(), host.containerd));
+    for (name, containerd) in std::iter::once(builder).chain(lab_hosts) {
         let dir = layout.host_dir(name);
-        part(&config::containerd_config(&dir));
+        part(&layout.daemon_path(containerd));
+        part(&config::containerd_config(&dir, containerd));
         part(&config::docker_daemon_json(
             &dir,
             name,
             &layout.registry_address(),
         ));
-        part(&config::sshd_config(layout, name, &layout.daemon_path()));
+        part(&config::sshd_config(
+            layout,
+            name,
+            &layout.daemon_path(containerd),
+        ));
     }
     hasher.finalize().to_hex().to_string()
 }
 
-fn check_programs(layout: &LabLayout) -> Result<(), LabError> {
-    for program in ["containerd", "dockerd", "runc"] {
-        let path = layout.deps.join("bin").join(program);
+fn check_programs(layout: &LabLayout, hosts: &[LabHost]) -> Result<(), LabError> {
+    let mut programs = vec![
+        layout.deps.join("bin/containerd"),
+        layout.deps.join("bin/dockerd"),
+        layout.deps.join("bin/runc"),
+    ];
+    for host in hosts {
+        programs.push(host.containerd.bin_dir(&layout.deps).join("containerd"));
+    }
+    for path in programs {
         if !path.exists() {
             return Err(LabError::Setup(format!(
-                "{} is missing: run scripts/install-deps first (it installs docker 26 and containerd 1.7 into {})",
+                "{} is missing: run scripts/install-deps first (it installs docker 26, containerd 1.7 and 2.1 into {})",
                 path.display(),
                 layout.deps.display()
             )));
@@ -995,11 +1108,12 @@ fn in_anchor(anchor: u32, program: &str) -> Daemon {
 fn start_engines(
     layout: &LabLayout,
     name: &str,
+    containerd: ContainerdRelease,
     network: Option<&str>,
     runner: &Runner,
 ) -> Result<EngineSet, LabError> {
     let anchor = start_anchor(layout, name, network, runner)?;
-    match start_daemons(layout, name, &anchor, runner) {
+    match start_daemons(layout, name, containerd, &anchor, runner) {
         Ok((containerd, dockerd)) => Ok(EngineSet {
             anchor,
             containerd,
@@ -1020,16 +1134,20 @@ fn start_engines(
 fn start_daemons(
     layout: &LabLayout,
     name: &str,
+    containerd: ContainerdRelease,
     anchor: &ProcessIdentity,
     runner: &Runner,
 ) -> Result<(ProcessIdentity, ProcessIdentity), LabError> {
     let dir = layout.host_dir(name);
-    let path = format!("PATH={}", layout.daemon_path());
+    let path = format!("PATH={}", layout.daemon_path(containerd));
     // Go's TLS stack reads SSL_CERT_FILE: both daemons trust the lab CA (and
     // the machine's CAs) without touching the machine's trust store.
     let trust = format!("SSL_CERT_FILE={}", layout.trust_bundle().display());
     let containerd_config = dir.join("containerd/config.toml");
-    write_file(&containerd_config, &config::containerd_config(&dir))?;
+    write_file(
+        &containerd_config,
+        &config::containerd_config(&dir, containerd),
+    )?;
     let hosts_toml = dir
         .join("containerd/certs.d")
         .join(layout.registry_address())
@@ -1086,12 +1204,18 @@ fn start_daemons(
 
 fn start_host(layout: &LabLayout, host: &LabHost, runner: &Runner) -> Result<HostState, LabError> {
     let namespace = host_namespace(&host.name);
-    let engines = start_engines(layout, &host.name, Some(&namespace), runner)?;
+    let engines = start_engines(
+        layout,
+        &host.name,
+        host.containerd,
+        Some(&namespace),
+        runner,
+    )?;
     let dir = layout.host_dir(&host.name);
     let sshd_config = dir.join("ssh/sshd_config");
     write_file(
         &sshd_config,
-        &config::sshd_config(layout, &host.name, &layout.daemon_path()),
+        &config::sshd_config(layout, &host.name, &layout.daemon_path(host.containerd)),
     )?;
     let log = dir.join("log/sshd.log");
     let spawned = in_anchor(engines.anchor.pid, "/usr/sbin/sshd")
@@ -1267,6 +1391,43 @@ pub fn status(layout: &LabLayout) -> Vec<(String, String, bool)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn containerd_release_defaults_to_2_and_a_host_setting_wins() {
+        let mut hosts = default_hosts(3);
+        assert!(
+            hosts
+                .iter()
+                .all(|host| host.containerd == ContainerdRelease::V2)
+        );
+        let choices = ["lab-arm64=2".to_string(), "1.7".to_string()];
+        choose_containerd(&mut hosts, &choices).expect("valid choices");
+        let releases: Vec<_> = hosts.iter().map(|host| host.containerd.as_str()).collect();
+        assert_eq!(releases, ["1.7", "2", "1.7"]);
+
+        let unknown = choose_containerd(&mut hosts, &["lab-mips=2".to_string()]);
+        assert_eq!(
+            unknown.expect_err("no such host"),
+            "--containerd lab-mips=2: the lab has no host `lab-mips`"
+        );
+        let release = choose_containerd(&mut hosts, &["1.6".to_string()]);
+        assert_eq!(
+            release.expect_err("no such release"),
+            "--containerd 1.6: the lab runs containerd `2` or `1.7`"
+        );
+        // Each release has its own programs, and a 1.7 host's PATH has no 2.x folder.
+        let layout = LabLayout::new(PathBuf::from("lab"), PathBuf::from("deps"));
+        assert!(
+            layout
+                .daemon_path(ContainerdRelease::V2)
+                .starts_with("lab/bin:deps/containerd-2/bin:deps/bin:")
+        );
+        assert!(
+            layout
+                .daemon_path(ContainerdRelease::V1_7)
+                .starts_with("lab/bin:deps/bin:/usr")
+        );
+    }
 
     /// A second `up` while another folder's lab runs refuses, naming that
     /// folder, before it makes anything. The "running" lab is one process
