@@ -38,6 +38,22 @@ impl DockerEngine {
     }
 }
 
+/// Docker 28 and newer are reported to hang with runwasi-based shims such as
+/// the wasmtime shim: a wasm run there is refused up front, as a failed run
+/// that says why, rather than left to time out.
+fn known_failure(version: &str, runtime: &str) -> Option<EngineError> {
+    let native = runtime == "runc" || runtime.starts_with("io.containerd.runc.");
+    let major: u32 = version.split('.').next()?.parse().ok()?;
+    (!native && major >= 28).then(|| EngineError::KnownFailure {
+        engine: "docker".into(),
+        version: version.to_string(),
+        runtime: runtime.to_string(),
+        reason: "Docker 28 and newer are known to hang with runwasi-based shims; \
+                 measure wasm through Docker 26, or through containerd"
+            .into(),
+    })
+}
+
 /// An image's layers, by uncompressed digest (the same layer in two images
 /// has the same diff ID whatever its compression).
 fn layer_set(image: &bollard::models::ImageInspect) -> BTreeSet<String> {
@@ -189,6 +205,9 @@ impl Engine for DockerEngine {
             name: name.clone(),
             message: error.to_string(),
         };
+        if let Some(refused) = known_failure(&self.version().await?, &request.runtime) {
+            return Err(refused);
+        }
         // A container left by an interrupted earlier run would block the name.
         let remove = RemoveContainerOptionsBuilder::default().force(true).build();
         let _ = self
@@ -395,5 +414,22 @@ mod tests {
         assert_eq!(rfc3339_ns("yesterday"), None);
         // Docker writes UTC; an offset is not read.
         assert_eq!(rfc3339_ns("2026-11-29T22:14:02.5+01:00"), None);
+    }
+
+    #[test]
+    fn wasm_through_docker_28_and_newer_is_a_known_failure() {
+        let refused = |version, runtime| known_failure(version, runtime).is_some();
+        assert!(refused("28.2.2", "io.containerd.wasmtime.v1"));
+        assert!(refused("29.0.0", "wasmtime"));
+        assert!(!refused("26.1.5+dfsg1", "io.containerd.wasmtime.v1"));
+        assert!(!refused("28.2.2", "runc"));
+        assert!(!refused("28.2.2", "io.containerd.runc.v2"));
+        let message = known_failure("28.2.2", "io.containerd.wasmtime.v1")
+            .expect("refused")
+            .to_string();
+        assert!(
+            message.starts_with("docker 28.2.2 with io.containerd.wasmtime.v1: "),
+            "{message}"
+        );
     }
 }

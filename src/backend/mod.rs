@@ -173,6 +173,14 @@ pub enum EngineError {
     Container { name: String, message: String },
     #[error("container {name} did not exit within {seconds} s")]
     Timeout { name: String, seconds: u64 },
+    /// A combination reported to fail, refused before it can hang a run.
+    #[error("{engine} {version} with {runtime}: {reason}")]
+    KnownFailure {
+        engine: String,
+        version: String,
+        runtime: String,
+        reason: String,
+    },
 }
 
 impl EngineError {
@@ -193,7 +201,9 @@ impl EngineError {
         match self {
             EngineError::Connect { .. } => true,
             EngineError::Image { transient, .. } => *transient,
-            EngineError::Container { .. } | EngineError::Timeout { .. } => false,
+            EngineError::Container { .. }
+            | EngineError::Timeout { .. }
+            | EngineError::KnownFailure { .. } => false,
         }
     }
 }
