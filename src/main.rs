@@ -618,10 +618,13 @@ fn run_lab(args: &cli::LabArgs, quiet: bool) -> Result<(), Failure> {
             }
             let hosts = lab::default_hosts(usize::from(*hosts));
             lab::up(&layout, &hosts, &mut report).map_err(failure)?;
-            let inventory = lab::inventory_yaml(&layout, &hosts);
-            let path = layout.root.join("inventory.yaml");
-            lab::write_file(&path, &inventory).map_err(failure)?;
-            report(&format!("inventory written to {}", path.display()));
+            for (file, authenticated) in [("inventory.yaml", false), ("inventory-auth.yaml", true)]
+            {
+                let inventory = lab::inventory_yaml(&layout, &hosts, authenticated);
+                let path = layout.root.join(file);
+                lab::write_file(&path, &inventory).map_err(failure)?;
+                report(&format!("inventory written to {}", path.display()));
+            }
             Ok(())
         }
         cli::LabAction::Down => lab::down(&layout, &mut report).map_err(failure),
