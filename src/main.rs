@@ -278,6 +278,7 @@ fn run_apply(args: &cli::ApplyArgs, output: &cli::OutputArgs) -> Result<(), Fail
             None => pipeline::inventory::DEFAULT_DOCKER_SOCKET.into(),
         },
     };
+    let credentials = registry_credentials(&plan.experiment.registry)?;
     let runner = std::env::current_exe()
         .map_err(|error| Failure::Runtime(format!("cannot find this program: {error}")))?;
     let agent_dir = args.agents.clone().or_else(|| {
@@ -318,12 +319,16 @@ fn run_apply(args: &cli::ApplyArgs, output: &cli::OutputArgs) -> Result<(), Fail
     let summary = runtime.block_on(async {
         let builder =
             pipeline::backend::builder::EngineBuilder::connect(&builder_socket, cache_dir())
-                .map_err(|error| Failure::Runtime(error.to_string()))?;
+                .map_err(|error| Failure::Runtime(error.to_string()))?
+                .with_credentials(credentials.clone());
         let backends = pipeline::backend::Backends {
             builder: std::sync::Arc::new(builder),
-            registry: std::sync::Arc::new(pipeline::backend::registry::RegistryClient::new()),
+            registry: std::sync::Arc::new(
+                pipeline::backend::registry::RegistryClient::with_credentials(credentials.clone()),
+            ),
             hosts: std::sync::Arc::new(connector),
             vendor: std::sync::Arc::new(pipeline::backend::vendor::LocalVendor::default()),
+            registry_credentials: credentials,
         };
         let worker = std::sync::Arc::new(apply::PipelineWorker::new(
             &plan,
@@ -388,6 +393,22 @@ fn run_apply(args: &cli::ApplyArgs, output: &cli::OutputArgs) -> Result<(), Fail
     } else {
         Ok(())
     }
+}
+
+/// The experiment registry's credentials, from the environment or the
+/// Docker config; `None` for a registry that needs none.
+fn registry_credentials(
+    registry: &str,
+) -> Result<Option<pipeline::backend::credentials::RegistryCredentials>, Failure> {
+    use pipeline::backend::credentials::{CredentialLookup, CredentialsError};
+    CredentialLookup::from_environment()
+        .resolve(registry)
+        .map_err(|error| match error {
+            CredentialsError::Helper { .. } => Failure::Runtime(error.to_string()),
+            CredentialsError::HalfSet { .. }
+            | CredentialsError::Config { .. }
+            | CredentialsError::Auth { .. } => Failure::Invalid(error.to_string()),
+        })
 }
 
 /// A stage matches a prefix of its id, or the name of its kind.
@@ -602,10 +623,13 @@ fn run_lab(args: &cli::LabArgs, quiet: bool) -> Result<(), Failure> {
             let mut hosts = lab::default_hosts(usize::from(*hosts));
             lab::choose_containerd(&mut hosts, containerd).map_err(Failure::Invalid)?;
             lab::up(&layout, &hosts, &mut report).map_err(failure)?;
-            let inventory = lab::inventory_yaml(&layout, &hosts);
-            let path = layout.root.join("inventory.yaml");
-            lab::write_file(&path, &inventory).map_err(failure)?;
-            report(&format!("inventory written to {}", path.display()));
+            for (file, authenticated) in [("inventory.yaml", false), ("inventory-auth.yaml", true)]
+            {
+                let inventory = lab::inventory_yaml(&layout, &hosts, authenticated);
+                let path = layout.root.join(file);
+                lab::write_file(&path, &inventory).map_err(failure)?;
+                report(&format!("inventory written to {}", path.display()));
+            }
             Ok(())
         }
         cli::LabAction::Down => lab::down(&layout, &mut report).map_err(failure),

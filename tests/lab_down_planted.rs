@@ -141,6 +141,8 @@ fn lab_down_spares_every_process_it_cannot_prove_its_own() {
         }],
         registry: Some(reused_record),
         registry_tls: Some(pid_1),
+        registry_auth: None,
+        registry_auth_tls: None,
         builder: None,
         config: String::new(),
     };

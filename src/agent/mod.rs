@@ -101,15 +101,17 @@ enum HostEngine {
 impl HostEngine {
     async fn connect(address: &EngineAddress) -> Result<HostEngine, EngineError> {
         Ok(match address.engine {
-            crate::spec::Engine::Docker => {
-                HostEngine::Docker(DockerEngine::connect(&address.socket)?)
-            }
+            crate::spec::Engine::Docker => HostEngine::Docker(
+                DockerEngine::connect(&address.socket)?
+                    .with_credentials(address.credentials.clone()),
+            ),
             crate::spec::Engine::Containerd => {
                 let mut engine = ContainerdEngine::connect(
                     std::path::Path::new(&address.socket),
                     &address.namespace,
                 )
-                .await?;
+                .await?
+                .with_credentials(address.credentials.clone());
                 if let Some(endpoint) = &address.pull_endpoint {
                     engine = engine.with_pull_endpoint(&address.registry, endpoint);
                 }

@@ -4,6 +4,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use bollard::Docker;
+use bollard::auth::DockerCredentials;
 use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, ListImagesOptions,
@@ -11,11 +12,29 @@ use bollard::query_parameters::{
 };
 use futures::StreamExt;
 
+use super::credentials::RegistryCredentials;
 use super::{Engine, EngineError, PullReport, RunReport, RunRequest, now_ns};
+
+/// Credentials as the engine API takes them (its `X-Registry-Auth`), for
+/// the registry of `image_ref`.
+pub(crate) fn engine_credentials(
+    credentials: Option<&RegistryCredentials>,
+    image_ref: &str,
+) -> Option<DockerCredentials> {
+    credentials.map(|credentials| DockerCredentials {
+        username: Some(credentials.username.clone()),
+        password: Some(credentials.password.expose().to_string()),
+        serveraddress: image_ref
+            .split_once('/')
+            .map(|(registry, _)| registry.to_string()),
+        ..DockerCredentials::default()
+    })
+}
 
 pub struct DockerEngine {
     docker: Docker,
     registry: super::registry::RegistryClient,
+    credentials: Option<RegistryCredentials>,
 }
 
 impl DockerEngine {
@@ -30,7 +49,16 @@ impl DockerEngine {
         Ok(DockerEngine {
             docker,
             registry: super::registry::RegistryClient::new(),
+            credentials: None,
         })
+    }
+
+    /// Pulls (and the registry look-ups that size them) as this user.
+    #[must_use]
+    pub fn with_credentials(mut self, credentials: Option<RegistryCredentials>) -> Self {
+        self.registry = super::registry::RegistryClient::with_credentials(credentials.clone());
+        self.credentials = credentials;
+        self
     }
 
     pub fn client(&self) -> &Docker {
@@ -147,7 +175,8 @@ impl Engine for DockerEngine {
             .platform(platform)
             .build();
         let started = Instant::now();
-        let mut stream = self.docker.create_image(Some(options), None, None);
+        let credentials = engine_credentials(self.credentials.as_ref(), image_ref);
+        let mut stream = self.docker.create_image(Some(options), None, credentials);
         // Each blob reports its total while downloading; the largest total per blob is its size.
         // Small blobs may go straight to "Download complete" without a total;
         // their sizes come from the registry's manifest below.

@@ -5,6 +5,7 @@
 
 pub mod builder;
 pub mod containerd;
+pub mod credentials;
 pub mod docker;
 pub mod host;
 pub mod measure;
@@ -43,6 +44,8 @@ pub struct Backends {
     pub registry: Arc<dyn Registry>,
     pub hosts: Arc<dyn HostConnector>,
     pub vendor: Arc<dyn vendor::DependencyVendor>,
+    /// What hosts pull with; the builder and the registry client hold their own.
+    pub registry_credentials: Option<credentials::RegistryCredentials>,
 }
 
 /// Builds images and puts them in the registry.

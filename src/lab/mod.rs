@@ -33,6 +33,12 @@ pub const REGISTRY_PORT: u16 = 5000;
 /// The same registry content over HTTPS: containerd 1.7's transfer service pulls
 /// over HTTPS only (it ignores `hosts.toml`, so `http://` cannot be configured).
 pub const REGISTRY_TLS_PORT: u16 = 5443;
+/// A second registry pair, on its own storage, that wants a user and password
+/// (htpasswd): the lab's test of registries that need credentials.
+pub const AUTH_REGISTRY_PORT: u16 = 5001;
+pub const AUTH_REGISTRY_TLS_PORT: u16 = 5444;
+/// The one user of the authenticated registry; its password is made on `up`.
+pub const AUTH_REGISTRY_USER: &str = "pipeline-lab";
 const STATE_FILE: &str = "state.json";
 const SWITCH_NAMESPACE: &str = "plab-switch";
 const BRIDGE: &str = "plab0";
@@ -254,6 +260,30 @@ impl LabLayout {
         format!("{SUBNET}.1:{REGISTRY_TLS_PORT}")
     }
 
+    pub fn auth_registry_address(&self) -> String {
+        format!("{SUBNET}.1:{AUTH_REGISTRY_PORT}")
+    }
+
+    pub fn auth_registry_tls_address(&self) -> String {
+        format!("{SUBNET}.1:{AUTH_REGISTRY_TLS_PORT}")
+    }
+
+    /// The authenticated registry's htpasswd file, storage and Docker config.
+    pub fn auth_registry_dir(&self) -> PathBuf {
+        self.root.join("registry-auth")
+    }
+
+    /// A Docker config folder (`DOCKER_CONFIG`) holding the authenticated
+    /// registry's user and password.
+    pub fn auth_docker_config(&self) -> PathBuf {
+        self.auth_registry_dir().join("docker")
+    }
+
+    /// Every registry address the lab serves, for the engines' `insecure-registries`.
+    fn registry_addresses(&self) -> Vec<String> {
+        vec![self.registry_address(), self.auth_registry_address()]
+    }
+
     fn tls_dir(&self) -> PathBuf {
         self.root.join("tls")
     }
@@ -272,6 +302,11 @@ pub struct LabState {
     /// The HTTPS registry on the same storage.
     #[serde(default)]
     pub registry_tls: Option<ProcessIdentity>,
+    /// The registry that wants credentials, and its HTTPS twin.
+    #[serde(default)]
+    pub registry_auth: Option<ProcessIdentity>,
+    #[serde(default)]
+    pub registry_auth_tls: Option<ProcessIdentity>,
     pub builder: Option<EngineSet>,
     /// Fingerprint of the configuration the lab was started with; a lab whose
     /// configuration code changed since is restarted by `up`.
@@ -372,17 +407,28 @@ impl LabState {
         write_file(&path, &text)
     }
 
+    /// Each registry of the lab with its recorded process, if it was started.
+    fn registries(&self) -> [(LabRegistry, Option<&ProcessIdentity>); 4] {
+        [
+            (LabRegistry::Open, self.registry.as_ref()),
+            (LabRegistry::OpenTls, self.registry_tls.as_ref()),
+            (LabRegistry::Auth, self.registry_auth.as_ref()),
+            (LabRegistry::AuthTls, self.registry_auth_tls.as_ref()),
+        ]
+    }
+
+    fn recorded_registries(&self) -> Vec<Recorded<'_>> {
+        self.registries()
+            .into_iter()
+            .filter_map(|(registry, process)| {
+                process.map(|process| Recorded::new(registry.name(), process))
+            })
+            .collect()
+    }
+
     /// Every recorded process, named, in the order `components` gives.
     fn recorded(&self) -> Vec<Recorded<'_>> {
-        let mut recorded: Vec<Recorded<'_>> = Vec::new();
-        for (name, process) in [
-            ("registry", &self.registry),
-            ("registry-tls", &self.registry_tls),
-        ] {
-            if let Some(process) = process {
-                recorded.push(Recorded::new(name, process));
-            }
-        }
+        let mut recorded = self.recorded_registries();
         if let Some(builder) = &self.builder {
             recorded.extend(builder.recorded("builder"));
         }
@@ -418,9 +464,9 @@ impl LabState {
     /// Every part of the lab with its probe, anchors before what runs in them.
     pub fn components(&self, layout: &LabLayout) -> Vec<Component> {
         let mut components = Vec::new();
-        for (tls, process) in [(false, &self.registry), (true, &self.registry_tls)] {
+        for (kind, process) in self.registries() {
             if let Some(process) = process {
-                let registry = RegistryParts::new(layout, tls);
+                let registry = RegistryParts::new(layout, kind);
                 components.push(Component {
                     name: registry.what(),
                     process: process.clone(),
@@ -546,12 +592,22 @@ pub fn emulated_cpu(platform: &str) -> Option<&'static str> {
 }
 
 /// The lab's inventory: the hosts `up` made, in the shape of the shipped
-/// inventory.yaml, with paths relative to the lab folder.
-pub fn inventory_yaml(layout: &LabLayout, hosts: &[LabHost]) -> String {
+/// inventory.yaml, with paths relative to the lab folder. With
+/// `authenticated`, the hosts use the registry that wants credentials
+/// (`inventory-auth.yaml`; an apply then needs `DOCKER_CONFIG` set to
+/// [`LabLayout::auth_docker_config`]).
+pub fn inventory_yaml(layout: &LabLayout, hosts: &[LabHost], authenticated: bool) -> String {
+    let (registry, pull_endpoint, note) = if authenticated {
+        (
+            layout.auth_registry_address(),
+            layout.auth_registry_tls_address(),
+            "# Its registry wants credentials: apply with DOCKER_CONFIG=registry-auth/docker\n# (relative to this folder) or PIPELINE_REGISTRY_USERNAME/PASSWORD.\n",
+        )
+    } else {
+        (layout.registry_address(), layout.registry_tls_address(), "")
+    };
     let mut text = format!(
-        "# Written by `pipeline lab up`.\nall:\n  vars:\n    pipeline_registry: {}\n    pipeline_containerd_pull_endpoint: {}\n    ansible_user: root\n    ansible_ssh_private_key_file: ssh/id_ed25519\n    pipeline_known_hosts: ssh/known_hosts\n    pipeline_engines: [docker, containerd]\n    pipeline_runtimes: [{}]\n    pipeline_machine: runner\n  children:\n    lab:\n      hosts:\n",
-        layout.registry_address(),
-        layout.registry_tls_address(),
+        "# Written by `pipeline lab up`.\n{note}all:\n  vars:\n    pipeline_registry: {registry}\n    pipeline_containerd_pull_endpoint: {pull_endpoint}\n    ansible_user: root\n    ansible_ssh_private_key_file: ssh/id_ed25519\n    pipeline_known_hosts: ssh/known_hosts\n    pipeline_engines: [docker, containerd]\n    pipeline_runtimes: [{}]\n    pipeline_machine: runner\n  children:\n    lab:\n      hosts:\n",
         if layout.shim.is_some() {
             "runc, wasmtime"
         } else {
@@ -648,6 +704,14 @@ pub fn up(
     install_shim(layout)?;
     config::ssh_keys(layout, hosts)?;
     let tls = config::tls_files(&layout.tls_dir(), &format!("{SUBNET}.1"))?;
+    config::auth_registry_user(
+        &layout.auth_registry_dir(),
+        AUTH_REGISTRY_USER,
+        &[
+            layout.auth_registry_address(),
+            layout.auth_registry_tls_address(),
+        ],
+    )?;
     // Registered before anything is made, so a failure half way leaves a lab
     // that `down` from this folder (and only this folder) clears.
     registration.set_owner(Some(&layout.root))?;
@@ -667,12 +731,17 @@ pub fn up(
     };
     // Record as we go, so a failure half way can still be taken down.
     let result = (|| {
-        report("registry");
-        state.registry = Some(start_registry(layout, None, &runner)?);
-        state.save(layout)?;
-        report("registry over TLS");
-        state.registry_tls = Some(start_registry(layout, Some(&tls), &runner)?);
-        state.save(layout)?;
+        for kind in LabRegistry::ALL {
+            report(kind.what());
+            let process = Some(start_registry(layout, kind, &tls, &runner)?);
+            match kind {
+                LabRegistry::Open => state.registry = process,
+                LabRegistry::OpenTls => state.registry_tls = process,
+                LabRegistry::Auth => state.registry_auth = process,
+                LabRegistry::AuthTls => state.registry_auth_tls = process,
+            }
+            state.save(layout)?;
+        }
         report("builder engine");
         state.builder = Some(start_engines(
             layout,
@@ -737,19 +806,15 @@ fn config_fingerprint(layout: &LabLayout, hosts: &[LabHost]) -> String {
         hasher.update(&(text.len() as u64).to_le_bytes());
         hasher.update(text.as_bytes());
     };
-    let data = layout.root.join("registry/data");
     let tls = layout.tls_dir();
-    part(&config::registry_config(
-        &data,
-        &layout.registry_address(),
-        None,
-    ));
-    part(&config::registry_config(
-        &data,
-        &layout.registry_tls_address(),
-        Some((&tls.join("registry.crt"), &tls.join("registry.key"))),
-    ));
-    part(&config::registry_hosts_toml(&layout.registry_address()));
+    let certificate = tls.join("registry.crt");
+    let key = tls.join("registry.key");
+    for kind in LabRegistry::ALL {
+        part(&kind.config(layout, (&certificate, &key)));
+    }
+    for address in layout.registry_addresses() {
+        part(&config::registry_hosts_toml(&address));
+    }
     part(&layout.trust_bundle().to_string_lossy());
     let builder = ("builder", BUILDER_CONTAINERD);
     let lab_hosts = hosts
@@ -762,7 +827,7 @@ fn config_fingerprint(layout: &LabLayout, hosts: &[LabHost]) -> String {
         part(&config::docker_daemon_json(
             &dir,
             name,
-            &layout.registry_address(),
+            &layout.registry_addresses(),
         ));
         part(&config::sshd_config(
             layout,
@@ -901,7 +966,85 @@ fn network_up(hosts: &[LabHost]) -> Result<(), LabError> {
     Ok(())
 }
 
-/// The plain-HTTP registry, or its HTTPS twin on the same storage.
+/// The lab's registries: an open one and one that wants credentials, each
+/// over plain HTTP and as an HTTPS twin on the same storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LabRegistry {
+    Open,
+    OpenTls,
+    Auth,
+    AuthTls,
+}
+
+impl LabRegistry {
+    const ALL: [LabRegistry; 4] = [
+        LabRegistry::Open,
+        LabRegistry::OpenTls,
+        LabRegistry::Auth,
+        LabRegistry::AuthTls,
+    ];
+
+    /// Its name in the state file's records and its files' names.
+    fn name(self) -> &'static str {
+        match self {
+            LabRegistry::Open => "registry",
+            LabRegistry::OpenTls => "registry-tls",
+            LabRegistry::Auth => "registry-auth",
+            LabRegistry::AuthTls => "registry-auth-tls",
+        }
+    }
+
+    fn what(self) -> &'static str {
+        match self {
+            LabRegistry::Open => "registry",
+            LabRegistry::OpenTls => "registry over TLS",
+            LabRegistry::Auth => "registry with credentials",
+            LabRegistry::AuthTls => "registry with credentials over TLS",
+        }
+    }
+
+    fn tls(self) -> bool {
+        matches!(self, LabRegistry::OpenTls | LabRegistry::AuthTls)
+    }
+
+    fn authenticated(self) -> bool {
+        matches!(self, LabRegistry::Auth | LabRegistry::AuthTls)
+    }
+
+    fn address(self, layout: &LabLayout) -> String {
+        match self {
+            LabRegistry::Open => layout.registry_address(),
+            LabRegistry::OpenTls => layout.registry_tls_address(),
+            LabRegistry::Auth => layout.auth_registry_address(),
+            LabRegistry::AuthTls => layout.auth_registry_tls_address(),
+        }
+    }
+
+    /// Its config, log and storage folder; a pair shares one.
+    fn dir(self, layout: &LabLayout) -> PathBuf {
+        if self.authenticated() {
+            layout.auth_registry_dir()
+        } else {
+            layout.root.join("registry")
+        }
+    }
+
+    /// The distribution config; `tls` is the certificate and key the HTTPS
+    /// twins serve.
+    fn config(self, layout: &LabLayout, tls: (&Path, &Path)) -> String {
+        let dir = self.dir(layout);
+        config::registry_config(
+            &dir.join("data"),
+            &self.address(layout),
+            self.tls().then_some(tls),
+            self.authenticated()
+                .then(|| dir.join(config::HTPASSWD))
+                .as_deref(),
+        )
+    }
+}
+
+/// How a lab registry is started and checked.
 struct RegistryParts {
     address: String,
     config: PathBuf,
@@ -910,25 +1053,23 @@ struct RegistryParts {
 }
 
 impl RegistryParts {
-    fn new(layout: &LabLayout, tls: bool) -> RegistryParts {
-        let (address, name) = if tls {
-            (layout.registry_tls_address(), "registry-tls")
-        } else {
-            (layout.registry_address(), "registry")
-        };
-        let dir = layout.root.join("registry");
-        let probe = if tls {
-            Probe::TlsRegistry {
+    fn new(layout: &LabLayout, kind: LabRegistry) -> RegistryParts {
+        let address = kind.address(layout);
+        let dir = kind.dir(layout);
+        let probe = match kind {
+            LabRegistry::Open => Probe::Registry {
                 address: address.clone(),
-            }
-        } else {
-            Probe::Registry {
+            },
+            LabRegistry::Auth => Probe::AuthRegistry {
                 address: address.clone(),
-            }
+            },
+            LabRegistry::OpenTls | LabRegistry::AuthTls => Probe::TlsRegistry {
+                address: address.clone(),
+            },
         };
         RegistryParts {
-            config: dir.join(format!("{name}.yml")),
-            log: dir.join(format!("{name}.log")),
+            config: dir.join(format!("{}.yml", kind.name())),
+            log: dir.join(format!("{}.log", kind.name())),
             address,
             probe,
         }
@@ -939,30 +1080,23 @@ impl RegistryParts {
     }
 }
 
-/// The plain-HTTP registry, or with `tls` its HTTPS twin on the same storage.
-/// It runs in a mount namespace of its own (a slave of the machine's, so it
-/// sees the same files): no lab process shares the runner's, which is what
-/// lets `down` refuse to signal anything that does.
+/// One of the lab's registries. It runs in a mount namespace of its own (a
+/// slave of the machine's, so it sees the same files): no lab process
+/// shares the runner's, which is what lets `down` refuse to signal anything
+/// that does.
 fn start_registry(
     layout: &LabLayout,
-    tls: Option<&config::TlsFiles>,
+    kind: LabRegistry,
+    tls: &config::TlsFiles,
     runner: &Runner,
 ) -> Result<ProcessIdentity, LabError> {
-    let dir = layout.root.join("registry");
     let RegistryParts {
         address,
         config,
         log,
         probe,
-    } = RegistryParts::new(layout, tls.is_some());
-    write_file(
-        &config,
-        &config::registry_config(
-            &dir.join("data"),
-            &address,
-            tls.map(|files| (files.certificate.as_path(), files.key.as_path())),
-        ),
-    )?;
+    } = RegistryParts::new(layout, kind);
+    write_file(&config, &kind.config(layout, (&tls.certificate, &tls.key)))?;
     let spawned = Daemon::new("unshare")
         .args(["--mount", "--propagation", "slave", "--"])
         .args([
@@ -1148,14 +1282,13 @@ fn start_daemons(
         &containerd_config,
         &config::containerd_config(&dir, containerd),
     )?;
-    let hosts_toml = dir
-        .join("containerd/certs.d")
-        .join(layout.registry_address())
-        .join("hosts.toml");
-    write_file(
-        &hosts_toml,
-        &config::registry_hosts_toml(&layout.registry_address()),
-    )?;
+    for address in layout.registry_addresses() {
+        let hosts_toml = dir
+            .join("containerd/certs.d")
+            .join(&address)
+            .join("hosts.toml");
+        write_file(&hosts_toml, &config::registry_hosts_toml(&address))?;
+    }
     let log = dir.join("log/containerd.log");
     let spawned = in_anchor(anchor.pid, "env")
         .args([
@@ -1179,7 +1312,7 @@ fn start_daemons(
     let daemon_json = dir.join("docker/daemon.json");
     write_file(
         &daemon_json,
-        &config::docker_daemon_json(&dir, name, &layout.registry_address()),
+        &config::docker_daemon_json(&dir, name, &layout.registry_addresses()),
     )?;
     let log = dir.join("log/dockerd.log");
     let spawned = in_anchor(anchor.pid, "env")
@@ -1333,13 +1466,7 @@ fn stop_recorded(state: &LabState, runner: &Runner, report: &mut dyn FnMut(&str)
         report("builder engine");
         stop_engine_set(builder, "builder", &[], runner, report);
     }
-    let registries: Vec<Recorded<'_>> = [
-        ("registry", &state.registry),
-        ("registry-tls", &state.registry_tls),
-    ]
-    .into_iter()
-    .filter_map(|(name, process)| process.as_ref().map(|process| Recorded::new(name, process)))
-    .collect();
+    let registries = state.recorded_registries();
     if !registries.is_empty() {
         report("registry");
         terminate(&registries, Duration::from_secs(5), runner, report);

@@ -56,6 +56,7 @@ impl Fakes {
             hosts: Arc::clone(&self.hosts) as Arc<dyn HostConnector>,
             // Runs on the runner itself, as in a real apply.
             vendor: Arc::new(pipeline::backend::vendor::LocalVendor::default()),
+            registry_credentials: None,
         }
     }
 
