@@ -129,6 +129,27 @@ pub(crate) struct Cell {
     /// The median's bootstrap 95% interval, from `summary.parquet`: it needs
     /// the experiment's seed, which only the writer knows.
     median_intervals: BTreeMap<Metric, (f64, f64)>,
+    /// How the cell fared against `measure.until`, from `summary.parquet`.
+    pub until: Option<UntilStatus>,
+}
+
+/// A cell against `measure.until`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct UntilStatus {
+    /// Ok runs, in the order they started, after which the target was met.
+    pub runs_to_target: Option<u64>,
+    /// Some planned runs were left out.
+    pub stopped_early: bool,
+}
+
+impl UntilStatus {
+    pub fn describe(self) -> String {
+        match (self.runs_to_target, self.stopped_early) {
+            (Some(runs), true) => format!("met after {runs} runs, stopped"),
+            (Some(runs), false) => format!("met after {runs} runs"),
+            (None, _) => "not met".to_string(),
+        }
+    }
 }
 
 impl Cell {
@@ -324,6 +345,7 @@ pub(crate) fn cells(tables: &Tables, hosts: &BTreeMap<String, HostInfo>) -> Vec<
                     runs: Vec::new(),
                     summaries: BTreeMap::new(),
                     median_intervals: BTreeMap::new(),
+                    until: None,
                 })
                 .runs
                 .push(run.clone());
@@ -346,6 +368,7 @@ pub(crate) fn cells(tables: &Tables, hosts: &BTreeMap<String, HostInfo>) -> Vec<
                     runs: Vec::new(),
                     summaries: BTreeMap::new(),
                     median_intervals: BTreeMap::new(),
+                    until: None,
                 })
                 .summaries
                 .insert(
@@ -366,6 +389,14 @@ pub(crate) fn cells(tables: &Tables, hosts: &BTreeMap<String, HostInfo>) -> Vec<
             && let Some(cell) = by_key.get_mut(&CellKey::of_summary(row))
         {
             cell.median_intervals.insert(metric, interval);
+        }
+        if let Some(met) = row.until_met
+            && let Some(cell) = by_key.get_mut(&CellKey::of_summary(row))
+        {
+            cell.until = Some(UntilStatus {
+                runs_to_target: row.runs_to_target.filter(|_| met),
+                stopped_early: row.stopped_early.unwrap_or(false),
+            });
         }
     }
     by_key.into_values().collect()
