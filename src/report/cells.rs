@@ -475,6 +475,66 @@ mod tests {
     }
 
     #[test]
+    fn until_comes_from_the_summary_and_shows_in_the_cells_table() {
+        let summary =
+            |target: &str, met: Option<bool>, runs: Option<u64>, stopped: bool| SummaryRow {
+                workload: "w".into(),
+                language: "rust".into(),
+                variant: "optimized".into(),
+                target: target.into(),
+                host: "h".into(),
+                engine: "docker".into(),
+                runtime: "runc".into(),
+                scenario: "fresh".into(),
+                metric: "to_main_ms".into(),
+                n: 1,
+                median: 1.0,
+                mean: 1.0,
+                ci95_low: 1.0,
+                ci95_high: 1.0,
+                median_ci95: None,
+                until_met: met,
+                runs_to_target: runs,
+                stopped_early: met.map(|_| stopped),
+            };
+        let tables = Tables {
+            runs: Some(vec![
+                run("h", "linux/amd64", true, 1.0, 1.0),
+                run("h", "linux/arm64", true, 1.0, 1.0),
+                run("h", "wasm", true, 1.0, 1.0),
+                run("h", "linux/riscv64", true, 1.0, 1.0),
+            ]),
+            summary: Some(vec![
+                summary("linux/amd64", Some(true), Some(6), true),
+                summary("linux/arm64", Some(true), Some(20), false),
+                summary("wasm", Some(false), None, false),
+                summary("linux/riscv64", None, None, false),
+            ]),
+            ..Tables::default()
+        };
+        let cells = cells(&tables, &BTreeMap::new());
+        let table = super::super::tables::cells_table(&cells, &BTreeMap::new());
+        let target = table.columns.iter().position(|c| c == "target").unwrap();
+        let until = table.columns.iter().position(|c| c == "until").unwrap();
+        let mut shown: Vec<(String, String)> = table
+            .rows
+            .iter()
+            .filter(|row| row.contains(&"to_main_ms".to_string()))
+            .map(|row| (row[target].clone(), row[until].clone()))
+            .collect();
+        shown.sort();
+        assert_eq!(
+            shown,
+            [
+                ("linux/amd64".into(), "met after 6 runs, stopped".into()),
+                ("linux/arm64".into(), "met after 20 runs".into()),
+                ("linux/riscv64".into(), String::new()),
+                ("wasm".into(), "not met".into()),
+            ]
+        );
+    }
+
+    #[test]
     fn a_cell_whose_runs_all_failed_is_kept_as_failed() {
         let tables = Tables {
             runs: Some(vec![
