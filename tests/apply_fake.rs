@@ -992,6 +992,17 @@ async fn a_steady_cell_stops_at_min_and_a_noisy_one_runs_to_the_maximum() {
     assert_eq!(summary.up_to_date, plan.graph.len());
     assert_eq!((summary.succeeded, summary.not_needed), (0, 0));
     assert_eq!(fakes.calls(), calls);
+
+    // Without `until`, the runs it left out are what the next apply runs.
+    let without = Project::new()
+        .plan(&until_spec().replace("  until: {ci_width: 0.05, min: 6}\n", ""))
+        .expect("valid plan");
+    let states = pipeline::status::stage_states(&without, &journal);
+    let pending = states
+        .iter()
+        .filter(|status| status.state == pipeline::status::StageState::Pending)
+        .count();
+    assert_eq!(pending, 14);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
