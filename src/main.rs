@@ -361,8 +361,14 @@ fn run_apply(args: &cli::ApplyArgs, output: &cli::OutputArgs) -> Result<(), Fail
     let _ = std::fs::remove_dir_all(&control_dir);
     let summary = summary?;
     if !output.quiet || !summary.failed.is_empty() {
+        // Only experiments with `measure.until` leave runs out.
+        let not_needed = if summary.not_needed > 0 {
+            format!(", {} runs not needed", summary.not_needed)
+        } else {
+            String::new()
+        };
         let mut text = format!(
-            "{}: {} done, {} up to date, {} failed, {} blocked; results in {}\n",
+            "{}: {} done, {} up to date, {} failed, {} blocked{not_needed}; results in {}\n",
             plan.experiment.name,
             summary.succeeded,
             summary.up_to_date,

@@ -98,6 +98,22 @@ pub struct RunRecord {
     pub output: ProgramOutput,
 }
 
+impl RunRecord {
+    /// The value of one measured phase.
+    pub fn metric(&self, metric: crate::spec::RunMetric) -> Option<f64> {
+        use crate::spec::RunMetric;
+        match metric {
+            RunMetric::PullMs => self.pull_ms,
+            RunMetric::CreateMs => self.create_ms,
+            RunMetric::StartMs => self.start_ms,
+            RunMetric::ToMainMs => self.to_main_ms,
+            RunMetric::ExitMs => self.exit_ms,
+            RunMetric::RemoveMs => self.remove_ms,
+            RunMetric::RunMs => self.run_ms,
+        }
+    }
+}
+
 /// A program's output, each stream cut to its last
 /// [`ProgramOutput::MAX_BYTES`] bytes.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

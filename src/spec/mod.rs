@@ -300,6 +300,62 @@ pub struct MeasureSpec {
     /// Seed for `shuffled`; default derived from the experiment name.
     #[serde(default)]
     pub seed: Option<u64>,
+    /// Stop repeating a cell once its measurements are precise enough;
+    /// `repetitions` is then the most a cell gets.
+    #[serde(default)]
+    pub until: Option<Located<UntilSpec>>,
+}
+
+/// `measure.until`: how narrow a cell's interval of the median must get.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UntilSpec {
+    /// Width of the 95% interval of the median, as a fraction of the median.
+    pub ci_width: Located<f64>,
+    /// Measured runs before the width is looked at.
+    #[serde(default)]
+    pub min: Option<Located<u32>>,
+    /// Default `to_main_ms`.
+    #[serde(default)]
+    pub metric: Option<RunMetric>,
+}
+
+/// A measured phase of a run, as named in the results tables.
+#[derive(Debug, Clone, Copy, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RunMetric {
+    PullMs,
+    CreateMs,
+    StartMs,
+    ToMainMs,
+    ExitMs,
+    RemoveMs,
+    RunMs,
+}
+
+impl RunMetric {
+    /// In the order the phases happen.
+    pub const ALL: [RunMetric; 7] = [
+        RunMetric::PullMs,
+        RunMetric::CreateMs,
+        RunMetric::StartMs,
+        RunMetric::ToMainMs,
+        RunMetric::ExitMs,
+        RunMetric::RemoveMs,
+        RunMetric::RunMs,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunMetric::PullMs => "pull_ms",
+            RunMetric::CreateMs => "create_ms",
+            RunMetric::StartMs => "start_ms",
+            RunMetric::ToMainMs => "to_main_ms",
+            RunMetric::ExitMs => "exit_ms",
+            RunMetric::RemoveMs => "remove_ms",
+            RunMetric::RunMs => "run_ms",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, serde::Serialize)]
