@@ -467,9 +467,15 @@ impl EngineBuilder {
             .docker
             .push_image(repository, Some(options), credentials);
         while let Some(item) = stream.next().await {
-            let info = item?;
-            if let Some(detail) = info.error_detail {
-                let message = detail.message.unwrap_or_default();
+            // dockerd reports a refused push either as an error in the
+            // stream or as an error detail in a message; both get the hint.
+            let refusal = match item {
+                Err(error) => Some(error.to_string()),
+                Ok(info) => info
+                    .error_detail
+                    .map(|detail| detail.message.unwrap_or_default()),
+            };
+            if let Some(message) = refusal {
                 // The engine says "no basic auth credentials" or
                 // "unauthorized"; where credentials come from is ours to say.
                 let hint = if self.credentials.is_none()
