@@ -379,7 +379,12 @@ fn agent_target() -> String {
     } else {
         "gnu"
     };
-    format!("{}-unknown-linux-{env}", std::env::consts::ARCH)
+    // rustc names the riscv64 Linux targets after the ISA profile they need.
+    let arch = match std::env::consts::ARCH {
+        "riscv64" => "riscv64gc",
+        other => other,
+    };
+    format!("{arch}-unknown-linux-{env}")
 }
 
 /// What a shim says of its version (`-v`, as containerd's shims answer:
