@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 /// A built, pushed or base image.
+#[cfg(feature = "runner")]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ImageRecord {
     pub image_ref: String,
@@ -20,6 +21,7 @@ pub struct ImageRecord {
 }
 
 /// A workload's dependencies, fetched for its offline builds.
+#[cfg(feature = "runner")]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VendorRecord {
     /// The cached tree, named by the vendor stage's fingerprint.

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::backend::EngineError;
 use crate::backend::credentials::RegistryCredentials;
 use crate::records::{HostFacts, RunRecord};
-use crate::spec::{Scenario, TimeUnit};
+use crate::terms::{Scenario, TimeUnit};
 
 /// Bumped whenever a message changes shape; a mismatch is refused by both sides.
 pub const AGENT_PROTOCOL: u32 = 3;
@@ -38,7 +38,7 @@ pub struct AgentReply {
 /// Which engine on the host, and where it listens.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EngineAddress {
-    pub engine: crate::spec::Engine,
+    pub engine: crate::terms::Engine,
     pub socket: String,
     /// containerd namespace; unused by Docker.
     pub namespace: String,

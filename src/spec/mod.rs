@@ -9,6 +9,8 @@ use indexmap::IndexMap;
 use serde::Deserialize;
 pub use serde_saphyr::Spanned;
 
+pub use crate::terms::{Engine, Scenario, TimeUnit};
+
 pub use load::{
     SpecError, load_spec, parse_spec, parse_template_defaults, parse_vendor_spec,
     parse_workload_manifest, read_diagnostic,
@@ -122,26 +124,6 @@ pub struct MarkerSpec {
     pub unit: TimeUnit,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TimeUnit {
-    Ns,
-    Us,
-    Ms,
-    S,
-}
-
-impl TimeUnit {
-    pub fn nanos(self) -> u64 {
-        match self {
-            TimeUnit::Ns => 1,
-            TimeUnit::Us => 1_000,
-            TimeUnit::Ms => 1_000_000,
-            TimeUnit::S => 1_000_000_000,
-        }
-    }
-}
-
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VariantSpec {
@@ -239,42 +221,6 @@ pub struct RunSpec {
     pub variants: Option<Vec<Located<String>>>,
     #[serde(default)]
     pub runtimes: RuntimeChoice,
-}
-
-#[derive(
-    Debug, Clone, Copy, Deserialize, serde::Serialize, PartialEq, Eq, Hash, PartialOrd, Ord,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Engine {
-    Docker,
-    Containerd,
-}
-
-impl Engine {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Engine::Docker => "docker",
-            Engine::Containerd => "containerd",
-        }
-    }
-}
-
-#[derive(
-    Debug, Clone, Copy, Deserialize, serde::Serialize, PartialEq, Eq, Hash, PartialOrd, Ord,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Scenario {
-    Fresh,
-    Cached,
-}
-
-impl Scenario {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Scenario::Fresh => "fresh",
-            Scenario::Cached => "cached",
-        }
-    }
 }
 
 #[derive(Debug, Default, Deserialize)]
