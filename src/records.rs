@@ -100,6 +100,7 @@ pub struct RunRecord {
     pub output: ProgramOutput,
 }
 
+#[cfg(feature = "runner")]
 impl RunRecord {
     /// The value of one measured phase.
     pub fn metric(&self, metric: crate::spec::RunMetric) -> Option<f64> {
