@@ -92,6 +92,11 @@ pub enum LabAction {
         /// The wasmtime containerd shim to put on every host's PATH.
         #[arg(long, default_value = "target/release/containerd-shim-wasmtime-v1")]
         shim: PathBuf,
+        /// The containerd release the hosts run: `2` (forky's 2.1, the
+        /// default) or `1.7` (trixie's), for every host, or `HOST=RELEASE`
+        /// for one. Repeatable; a host's own setting wins.
+        #[arg(long, value_name = "[HOST=]RELEASE")]
+        containerd: Vec<String>,
     },
     /// Stop everything the lab started and remove its namespaces.
     Down,

@@ -105,6 +105,11 @@ pub enum StageOutput {
         digest: String,
     },
     Run(RunRecord),
+    /// A measured run left out: its cell met `measure.until` after `runs`
+    /// ok runs. Decided again by every apply, never reused as it is.
+    NotNeeded {
+        runs: u32,
+    },
     Aggregated {
         cells: usize,
         runs: usize,

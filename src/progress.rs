@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::events::{EventBody, EventSink, SinkError, StageEvent};
+use crate::events::{EventBody, EventSink, SinkError, StageEvent, StageOutput};
 use crate::plan::{StageId, StageKind};
 
 /// `out/<experiment>/logs/<stage id with / as __>.log`, one per stage.
@@ -65,6 +65,10 @@ impl EventSink for StageLogFiles {
             } => {
                 format!("== attempt {attempt} failed: {error}; next attempt in {delay_ms} ms")
             }
+            EventBody::Succeeded {
+                output: StageOutput::NotNeeded { runs },
+                ..
+            } => format!("== not run: its cell met `measure.until` after {runs} runs"),
             EventBody::Succeeded { duration_ms, .. } => format!("== succeeded in {duration_ms} ms"),
             EventBody::Failed {
                 error, duration_ms, ..
@@ -227,6 +231,17 @@ impl EventSink for ProgressDisplay {
                 if self.verbosity == Verbosity::Verbose {
                     self.say(&format!("  {id}: {line}"));
                 }
+            }
+            EventBody::Succeeded {
+                output: StageOutput::NotNeeded { runs },
+                ..
+            } => {
+                if self.verbosity == Verbosity::Verbose {
+                    self.say(&format!(
+                        "enough {id}: its cell met `measure.until` after {runs} runs"
+                    ));
+                }
+                self.finished(event);
             }
             EventBody::Succeeded { duration_ms, .. } => {
                 if self.verbosity != Verbosity::Quiet

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 /// A built, pushed or base image.
+#[cfg(feature = "runner")]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ImageRecord {
     pub image_ref: String,
@@ -20,6 +21,7 @@ pub struct ImageRecord {
 }
 
 /// A workload's dependencies, fetched for its offline builds.
+#[cfg(feature = "runner")]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VendorRecord {
     /// The cached tree, named by the vendor stage's fingerprint.
@@ -96,6 +98,23 @@ pub struct RunRecord {
     /// before the record reaches the journal, so the tables never hold it.
     #[serde(default, skip_serializing_if = "ProgramOutput::is_empty")]
     pub output: ProgramOutput,
+}
+
+#[cfg(feature = "runner")]
+impl RunRecord {
+    /// The value of one measured phase.
+    pub fn metric(&self, metric: crate::spec::RunMetric) -> Option<f64> {
+        use crate::spec::RunMetric;
+        match metric {
+            RunMetric::PullMs => self.pull_ms,
+            RunMetric::CreateMs => self.create_ms,
+            RunMetric::StartMs => self.start_ms,
+            RunMetric::ToMainMs => self.to_main_ms,
+            RunMetric::ExitMs => self.exit_ms,
+            RunMetric::RemoveMs => self.remove_ms,
+            RunMetric::RunMs => self.run_ms,
+        }
+    }
 }
 
 /// A program's output, each stream cut to its last

@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+use crate::events::StageOutput;
 use crate::journal::{JournalState, Outcome};
 use crate::plan::{Plan, StageId, StageKind};
 
@@ -58,6 +59,13 @@ pub fn stage_states(plan: &Plan, journal: &JournalState) -> Vec<StageStatus> {
         .map(|(_, stage)| {
             let fingerprint = stage.fingerprint.to_hex();
             let (state, error) = match journal.outcome(&stage.id) {
+                // A run left out by a `measure.until` the spec no longer has will run.
+                Some(Outcome::Done(done))
+                    if matches!(done.output, StageOutput::NotNeeded { .. })
+                        && plan.experiment.measure.until.is_none() =>
+                {
+                    (StageState::Pending, None)
+                }
                 Some(Outcome::Done(done)) if done.fingerprint == fingerprint => {
                     (StageState::Done, None)
                 }

@@ -177,16 +177,37 @@ async fn apply(
 }
 
 async fn apply_all(plan: &Arc<Plan>, fakes: &Fakes, out_root: &Path) -> (ApplySummary, Recorder) {
-    let mut recorder = Recorder::default();
-    let summary = apply(
-        plan,
+    apply_recording(
         plan,
         fakes,
         out_root,
-        &mut recorder,
+        Recorder::default(),
         std::future::pending(),
     )
-    .await;
+    .await
+}
+
+/// An apply interrupted once `runs` measured runs have succeeded.
+async fn apply_interrupted(
+    plan: &Arc<Plan>,
+    fakes: &Fakes,
+    out_root: &Path,
+    runs: usize,
+) -> (ApplySummary, Recorder) {
+    let notify = Arc::new(Notify::new());
+    let recorder = Recorder::interrupting(plan, runs, &notify);
+    apply_recording(plan, fakes, out_root, recorder, notify.notified()).await
+}
+
+/// The whole plan applied, its events into `recorder`.
+async fn apply_recording(
+    plan: &Arc<Plan>,
+    fakes: &Fakes,
+    out_root: &Path,
+    mut recorder: Recorder,
+    interrupt: impl Future<Output = ()>,
+) -> (ApplySummary, Recorder) {
+    let summary = apply(plan, plan, fakes, out_root, &mut recorder, interrupt).await;
     (summary, recorder)
 }
 
@@ -382,17 +403,7 @@ async fn an_interrupted_apply_resumes_to_the_rows_of_a_clean_one() {
     let fakes = Fakes::new();
     // Slow enough that most runs are still to come when the interrupt lands.
     fakes.hosts.set_measure_delay(Duration::from_millis(20));
-    let notify = Arc::new(Notify::new());
-    let mut recorder = Recorder::interrupting(&plan, 5, &notify);
-    let summary = apply(
-        &plan,
-        &plan,
-        &fakes,
-        &out_root,
-        &mut recorder,
-        notify.notified(),
-    )
-    .await;
+    let (summary, recorder) = apply_interrupted(&plan, &fakes, &out_root, 5).await;
     assert!(summary.interrupted);
     let partial = Tables::read(&out_dir(&out_root)).results;
     assert!(
@@ -887,4 +898,127 @@ async fn a_second_apply_of_a_finished_experiment_runs_nothing_and_writes_no_tabl
     assert_eq!(summary.up_to_date, plan.graph.len());
     assert_eq!(fakes.calls(), calls);
     assert_eq!(inodes(), tables, "a table was written again");
+}
+
+/// One steady and one noisy cell (amd64 and wasm on amd, Docker, fresh),
+/// measured until the median's interval is within 5 % of it.
+fn until_spec() -> String {
+    format!(
+        "{}measure:\n  repetitions: 20\n  warmup: 1\n  until: {{ci_width: 0.05, min: 6}}\n",
+        common::SPEC.replace("hosts: [all]", "hosts: [amd]")
+    )
+}
+
+const STEADY_IMAGE: &str = "hello/alpha/optimized/linux-amd64";
+const NOISY_IMAGE: &str = "hello/alpha/optimized/wasm";
+
+/// Per target, `until_met|runs_to_target|stopped_early` of the to_main_ms row.
+fn until_columns(dir: &Path) -> Vec<String> {
+    table_keys(
+        &dir.join("summary.parquet"),
+        &[
+            "target",
+            "metric",
+            "until_met",
+            "runs_to_target",
+            "stopped_early",
+        ],
+    )
+    .into_iter()
+    .filter(|row| row.contains("|to_main_ms|"))
+    .collect()
+}
+
+/// A project with `until_spec`, whose amd64 image measures steadily.
+fn until_project() -> (Project, Arc<Plan>, PathBuf, Fakes) {
+    let project = Project::new();
+    let plan = plan(&project, &until_spec());
+    let out_root = project.path("out");
+    let fakes = Fakes::new();
+    fakes.hosts.steady(&image_ref(&plan, STEADY_IMAGE));
+    (project, plan, out_root, fakes)
+}
+
+/// The steady cell stopped after 6 runs, the noisy one ran all 20.
+fn assert_until_outcome(dir: &Path) {
+    assert_eq!(rows_of(dir, "linux/amd64"), 6);
+    assert_eq!(rows_of(dir, "wasm"), 20);
+    assert_eq!(
+        until_columns(dir),
+        [
+            "linux/amd64|to_main_ms|true|6|true",
+            "wasm|to_main_ms|false||false"
+        ]
+    );
+}
+
+/// Measured rows of results.parquet per target.
+fn rows_of(dir: &Path, target: &str) -> usize {
+    table_keys(&dir.join("results.parquet"), &["target"])
+        .iter()
+        .filter(|row| *row == target)
+        .count()
+}
+
+#[tokio::test]
+async fn a_steady_cell_stops_at_min_and_a_noisy_one_runs_to_the_maximum() {
+    let (_project, plan, out_root, fakes) = until_project();
+    let (summary, _) = apply_all(&plan, &fakes, &out_root).await;
+    assert!(summary.failed.is_empty(), "{:?}", summary.failed);
+    assert_eq!(summary.not_needed, 14);
+    let measures = |image: &str| {
+        fakes
+            .hosts
+            .count(&CallMatch::measure().image(&image_ref(&plan, image)))
+    };
+    // One warm-up each, then 6 measured runs of the steady cell and all 20 of the noisy one.
+    assert_eq!(measures(STEADY_IMAGE), 7);
+    assert_eq!(measures(NOISY_IMAGE), 21);
+    let dir = out_dir(&out_root);
+    assert_until_outcome(&dir);
+    // Every stage counts as done, left-out runs included.
+    let journal = read_journal(&dir.join("journal.jsonl")).expect("journal");
+    let states = pipeline::status::stage_states(&plan, &journal);
+    assert!(
+        states
+            .iter()
+            .all(|status| status.state == pipeline::status::StageState::Done),
+        "{states:#?}"
+    );
+
+    // The same decision again: nothing runs and nothing is news.
+    let calls = fakes.calls();
+    let (summary, _) = apply_all(&plan, &fakes, &out_root).await;
+    assert_eq!(summary.up_to_date, plan.graph.len());
+    assert_eq!((summary.succeeded, summary.not_needed), (0, 0));
+    assert_eq!(fakes.calls(), calls);
+
+    // Without `until`, the runs it left out are what the next apply runs.
+    let without = Project::new()
+        .plan(&until_spec().replace("  until: {ci_width: 0.05, min: 6}\n", ""))
+        .expect("valid plan");
+    let states = pipeline::status::stage_states(&without, &journal);
+    let pending = states
+        .iter()
+        .filter(|status| status.state == pipeline::status::StageState::Pending)
+        .count();
+    assert_eq!(pending, 14);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumed_apply_counts_journaled_runs_toward_until() {
+    let (_project, plan, out_root, fakes) = until_project();
+    fakes.hosts.set_measure_delay(Duration::from_millis(20));
+    // Interleaved: after 4 measured runs the steady cell has about 2 of its 6.
+    let (summary, _) = apply_interrupted(&plan, &fakes, &out_root, 4).await;
+    assert!(summary.interrupted);
+    let dir = out_dir(&out_root);
+    let steady_before = rows_of(&dir, "linux/amd64");
+    assert!((1..6).contains(&steady_before), "{steady_before}");
+
+    let (summary, _) = apply_all(&plan, &fakes, &out_root).await;
+    assert!(summary.failed.is_empty(), "{:?}", summary.failed);
+    assert_eq!(summary.not_needed, 14);
+    // The runs journaled before the interrupt count: 6 in all, not 6 more.
+    assert_until_outcome(&dir);
 }

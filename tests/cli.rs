@@ -233,3 +233,51 @@ fn quiet_validate_prints_nothing() {
     assert!(output.status.success());
     assert!(stdout(&output).is_empty());
 }
+
+/// `pipeline agent` answers on stdout whatever it is sent, with a typed
+/// error when it cannot serve the request; the agent-only build shares this
+/// code (scripts/test runs the same check on it).
+#[test]
+fn agent_answers_what_it_cannot_serve_with_a_typed_error() {
+    use std::io::Write;
+
+    use pipeline::agent::wire::{AGENT_PROTOCOL, AgentError, AgentReply};
+
+    let ask = |line: &str| -> AgentReply {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_pipeline"))
+            .arg("agent")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("the pipeline binary runs");
+        let mut stdin = child.stdin.take().expect("piped stdin");
+        stdin
+            .write_all(line.as_bytes())
+            .expect("the agent reads stdin");
+        drop(stdin);
+        let output = child.wait_with_output().expect("the agent exits");
+        assert!(output.status.success(), "{}", stderr(&output));
+        serde_json::from_slice(&output.stdout).expect("one reply line")
+    };
+
+    let reply = ask("not a request\n");
+    assert_eq!(reply.protocol, AGENT_PROTOCOL);
+    assert!(
+        matches!(reply.outcome, Err(AgentError::Request { .. })),
+        "{:?}",
+        reply.outcome
+    );
+
+    let older = format!(
+        "{{\"protocol\":{},\"request\":{{\"request\":\"facts\",\"engines\":[]}}}}\n",
+        AGENT_PROTOCOL - 1
+    );
+    assert_eq!(
+        ask(&older).outcome,
+        Err(AgentError::Protocol {
+            agent: AGENT_PROTOCOL,
+            runner: AGENT_PROTOCOL - 1
+        })
+    );
+}

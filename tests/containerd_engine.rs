@@ -1,7 +1,8 @@
-//! containerd 1.7 on real lab hosts: pulls through the transfer service (from the
-//! lab registry's TLS endpoint), runs with runc for native images (amd64 natively,
-//! arm64 under qemu) and with the wasmtime shim (`io.containerd.wasmtime.v1`) for a
-//! WASI module; and the same wasm image through the host's Docker.
+//! containerd 2.x and 1.7 on real lab hosts (the tests' lab runs lab-riscv64 on
+//! 1.7): pulls through the transfer service (from the lab registry's TLS
+//! endpoint), runs with runc for native images (amd64 natively, arm64 and
+//! riscv64 under qemu) and with the wasmtime shim (`io.containerd.wasmtime.v1`)
+//! for a WASI module; and the same wasm image through the host's Docker.
 
 #[path = "common/lab.rs"]
 mod lab;
@@ -13,6 +14,7 @@ use pipeline::backend::docker::DockerEngine;
 use pipeline::backend::measure::{OutputCheck, record};
 use pipeline::backend::{Engine, RunRequest};
 use pipeline::events::RunRecord;
+use pipeline::lab::ContainerdRelease;
 use pipeline::spec::TimeUnit;
 use regex::Regex;
 
@@ -44,7 +46,22 @@ async fn containerd(host: &str, namespace: &str) -> ContainerdEngine {
         .await
         .expect("connect to containerd")
         .with_pull_endpoint(&registry, &endpoint);
-    assert!(engine.version().await.unwrap().starts_with("1.7."));
+    let release = lab::lab()
+        .hosts
+        .iter()
+        .find(|state| state.host.name == host)
+        .map(|state| state.host.containerd)
+        .expect("a lab host");
+    let version = engine.version().await.unwrap();
+    let expected = match release {
+        ContainerdRelease::V2 => "2.",
+        ContainerdRelease::V1_7 => "1.7.",
+    };
+    assert!(
+        version.starts_with(expected),
+        "{host} runs containerd {version}, not {}",
+        release.as_str()
+    );
     engine
 }
 
@@ -104,7 +121,11 @@ async fn fresh_pull_and_run(engine: &impl Engine, request: &RunRequest) -> (RunR
 async fn containerd_pulls_and_runs_native_and_emulated_images_with_runc() {
     lab::lab();
     let image = lab::push_hello("tests/hello-containerd-runc", "containerd-runc").await;
-    for (host, platform) in [("lab-amd64", "linux/amd64"), ("lab-arm64", "linux/arm64")] {
+    for (host, platform) in [
+        ("lab-amd64", "linux/amd64"),
+        ("lab-arm64", "linux/arm64"),
+        ("lab-riscv64", "linux/riscv64"),
+    ] {
         let engine = containerd(host, "pipeline-test-runc").await;
         let request = request(host, &image, platform, RUNC, &format!("runc-{host}"));
         let (_, stdout) = fresh_pull_and_run(&engine, &request).await;

@@ -233,6 +233,59 @@ fn zero_repetitions() {
 }
 
 #[test]
+fn until_width_is_a_fraction_of_the_median() {
+    for width in ["0", "5", "-0.1", ".nan"] {
+        let spec = format!("{SPEC}measure:\n  repetitions: 20\n  until:\n    ci_width: {width}\n");
+        assert_error(
+            &spec,
+            &format!(
+                "experiments/demo.yaml:12:15: `ci_width` is {}, not a fraction above 0 and at most 1",
+                width.replace(".nan", "NaN")
+            ),
+        );
+    }
+}
+
+#[test]
+fn until_min_needs_six_runs_and_at_most_repetitions() {
+    let spec = format!("{SPEC}measure:\n  repetitions: 20\n  until: {{ci_width: 0.05, min: 5}}\n");
+    assert_error(
+        &spec,
+        "experiments/demo.yaml:11:32: `min` is 5, fewer than the 6 runs a 95 % interval of the median needs",
+    );
+    let spec = format!("{SPEC}measure:\n  repetitions: 8\n  until: {{ci_width: 0.05, min: 9}}\n");
+    assert_error(
+        &spec,
+        "experiments/demo.yaml:11:32: `min` is 9, more than `repetitions` (8), the most a cell gets",
+    );
+    // The default `min` is pointed at through `until` itself.
+    let spec = format!("{SPEC}measure:\n  repetitions: 4\n  until: {{ci_width: 0.05}}\n");
+    assert_error(
+        &spec,
+        "experiments/demo.yaml:11:10: `until` needs at least 6 runs per cell (its default `min`), more than `repetitions` (4)",
+    );
+}
+
+#[test]
+fn until_metric_is_a_results_column() {
+    let spec = format!(
+        "{SPEC}measure:\n  repetitions: 20\n  until: {{ci_width: 0.05, metric: boot_ms}}\n"
+    );
+    assert_error(
+        &spec,
+        "experiments/demo.yaml:11:35: unknown variant `boot_ms`",
+    );
+}
+
+#[test]
+fn a_valid_until_is_accepted() {
+    let spec = format!(
+        "{SPEC}measure:\n  repetitions: 20\n  until: {{ci_width: 0.05, min: 6, metric: run_ms}}\n"
+    );
+    assert_eq!(Project::new().errors(&spec), Vec::<String>::new());
+}
+
+#[test]
 fn run_filter_names_something_not_built() {
     let spec = edit(
         "engines: [docker]",

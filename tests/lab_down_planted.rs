@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use pipeline::lab::{EngineSet, HostState, LabHost, LabState, ProcessIdentity};
+use pipeline::lab::{ContainerdRelease, EngineSet, HostState, LabHost, LabState, ProcessIdentity};
 
 /// A `sleep` killed when the test ends, whatever `lab down` did to it.
 struct Sleeper(Child);
@@ -130,6 +130,7 @@ fn lab_down_spares_every_process_it_cannot_prove_its_own() {
                 name: format!("planted{}", std::process::id()),
                 address: "192.0.2.1".into(),
                 platform: "linux/amd64".into(),
+                containerd: ContainerdRelease::default(),
             },
             anchor: foreign_anchor_record.clone(),
             sshd: in_runner_namespace.identity(),
@@ -141,6 +142,8 @@ fn lab_down_spares_every_process_it_cannot_prove_its_own() {
         }],
         registry: Some(reused_record),
         registry_tls: Some(pid_1),
+        registry_auth: None,
+        registry_auth_tls: None,
         builder: None,
         config: String::new(),
     };

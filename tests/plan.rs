@@ -825,3 +825,24 @@ fn a_module_run_by_the_wasm_runtime_starts_in_slash() {
         "{errors:#?}"
     );
 }
+
+#[test]
+fn until_plans_every_run_up_to_repetitions_and_shows_the_target() {
+    let spec = format!(
+        "{SPEC}measure:\n  repetitions: 12\n  until: {{ci_width: 0.05, min: 8, metric: run_ms}}\n"
+    );
+    let plan = Project::new().plan(&spec).unwrap();
+    assert_eq!(run_order(&plan, "amd").len(), 2 * 12);
+    let table = pipeline::plan::output::to_table(&plan);
+    assert!(
+        table.contains(
+            "            until the 95 % interval of the median run_ms is within 5 % of it, after 8 to 12 runs\n"
+        ),
+        "{table}"
+    );
+    let json = pipeline::plan::output::to_json(&plan);
+    assert_eq!(
+        json["measure"]["until"],
+        serde_json::json!({"metric": "run_ms", "ci_width": 0.05, "min": 8})
+    );
+}

@@ -8,7 +8,10 @@
 //! runner gave up (a timeout, ^C, a lost connection): the agent stops, and
 //! removes the container it was running, before it exits.
 
+mod stdio;
 pub mod wire;
+
+pub use stdio::{StdioError, run_on_stdio};
 
 use std::time::Duration;
 
@@ -20,7 +23,7 @@ use crate::backend::docker::DockerEngine;
 use crate::backend::measure::{OutputCheck, record};
 use crate::backend::{Engine, EngineError, PullReport, RunReport, RunRequest};
 use crate::records::{HostFacts, RunRecord};
-use crate::spec::Scenario;
+use crate::terms::Scenario;
 use wire::{
     AGENT_PROTOCOL, AgentCall, AgentError, AgentReply, AgentRequest, AgentResponse, EngineAddress,
     MeasureRequest,
@@ -101,15 +104,17 @@ enum HostEngine {
 impl HostEngine {
     async fn connect(address: &EngineAddress) -> Result<HostEngine, EngineError> {
         Ok(match address.engine {
-            crate::spec::Engine::Docker => {
-                HostEngine::Docker(DockerEngine::connect(&address.socket)?)
-            }
-            crate::spec::Engine::Containerd => {
+            crate::terms::Engine::Docker => HostEngine::Docker(
+                DockerEngine::connect(&address.socket)?
+                    .with_credentials(address.credentials.clone()),
+            ),
+            crate::terms::Engine::Containerd => {
                 let mut engine = ContainerdEngine::connect(
                     std::path::Path::new(&address.socket),
                     &address.namespace,
                 )
-                .await?;
+                .await?
+                .with_credentials(address.credentials.clone());
                 if let Some(endpoint) = &address.pull_endpoint {
                     engine = engine.with_pull_endpoint(&address.registry, endpoint);
                 }
@@ -333,8 +338,8 @@ async fn facts(
     for address in engines {
         let version = HostEngine::connect(address).await?.version().await?;
         match address.engine {
-            crate::spec::Engine::Docker => facts.docker_version = Some(version),
-            crate::spec::Engine::Containerd => facts.containerd_version = Some(version),
+            crate::terms::Engine::Docker => facts.docker_version = Some(version),
+            crate::terms::Engine::Containerd => facts.containerd_version = Some(version),
         }
     }
     Ok(facts)
@@ -377,7 +382,12 @@ fn agent_target() -> String {
     } else {
         "gnu"
     };
-    format!("{}-unknown-linux-{env}", std::env::consts::ARCH)
+    // rustc names the riscv64 Linux targets after the ISA profile they need.
+    let arch = match std::env::consts::ARCH {
+        "riscv64" => "riscv64gc",
+        other => other,
+    };
+    format!("{arch}-unknown-linux-{env}")
 }
 
 /// What a shim says of its version (`-v`, as containerd's shims answer:

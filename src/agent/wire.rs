@@ -7,11 +7,12 @@
 use serde::{Deserialize, Serialize};
 
 use crate::backend::EngineError;
+use crate::backend::credentials::RegistryCredentials;
 use crate::records::{HostFacts, RunRecord};
-use crate::spec::{Scenario, TimeUnit};
+use crate::terms::{Scenario, TimeUnit};
 
 /// Bumped whenever a message changes shape; a mismatch is refused by both sides.
-pub const AGENT_PROTOCOL: u32 = 2;
+pub const AGENT_PROTOCOL: u32 = 3;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AgentCall {
@@ -37,7 +38,7 @@ pub struct AgentReply {
 /// Which engine on the host, and where it listens.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EngineAddress {
-    pub engine: crate::spec::Engine,
+    pub engine: crate::terms::Engine,
     pub socket: String,
     /// containerd namespace; unused by Docker.
     pub namespace: String,
@@ -48,6 +49,10 @@ pub struct EngineAddress {
     pub pull_endpoint: Option<String>,
     #[serde(default)]
     pub registry: String,
+    /// For pulls from `registry`. Here, on the agent's stdin, is the only
+    /// place the password is written out; it never goes on a command line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<RegistryCredentials>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -26,6 +26,7 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use super::WorkLog;
+use super::credentials::{PASSWORD_VARIABLE, RegistryCredentials, USERNAME_VARIABLE};
 use super::registry::{ImageRef, OCI_MANIFEST, RegistryClient, RegistryError, sha256_digest};
 use crate::platform::Platform;
 use crate::records::ImageRecord;
@@ -96,6 +97,7 @@ pub struct BuildContext<'a> {
 pub struct EngineBuilder {
     docker: Docker,
     registry: RegistryClient,
+    credentials: Option<RegistryCredentials>,
     /// Holds debootstrap's package cache, shared by every base.
     cache_dir: PathBuf,
 }
@@ -110,8 +112,17 @@ impl EngineBuilder {
         Ok(EngineBuilder {
             docker,
             registry: RegistryClient::new(),
+            credentials: None,
             cache_dir,
         })
+    }
+
+    /// Pushes (through the registry API and through the engine) as this user.
+    #[must_use]
+    pub fn with_credentials(mut self, credentials: Option<RegistryCredentials>) -> Self {
+        self.registry = RegistryClient::with_credentials(credentials.clone());
+        self.credentials = credentials;
+        self
     }
 
     /// Builds `image_ref` from the context; returns the engine's record of it
@@ -453,13 +464,35 @@ impl EngineBuilder {
     pub async fn push_as_is(&self, image_ref: &str, log: &dyn WorkLog) -> Result<(), BuildError> {
         let (repository, tag) = repository_and_tag(image_ref);
         let options = PushImageOptionsBuilder::default().tag(tag).build();
-        let mut stream = self.docker.push_image(repository, Some(options), None);
+        let credentials = super::docker::engine_credentials(self.credentials.as_ref(), image_ref);
+        let mut stream = self
+            .docker
+            .push_image(repository, Some(options), credentials);
         while let Some(item) = stream.next().await {
-            let info = item?;
-            if let Some(detail) = info.error_detail {
+            // dockerd reports a refused push either as an error in the
+            // stream or as an error detail in a message; both get the hint.
+            let refusal = match item {
+                Err(error) => Some(error.to_string()),
+                Ok(info) => info
+                    .error_detail
+                    .map(|detail| detail.message.unwrap_or_default()),
+            };
+            if let Some(message) = refusal {
+                // The engine says "no basic auth credentials" or
+                // "unauthorized"; where credentials come from is ours to say.
+                let hint = if self.credentials.is_none()
+                    && (message.contains("auth") || message.contains("denied"))
+                {
+                    format!(
+                        " (the registry wants credentials: set {USERNAME_VARIABLE} and \
+                         {PASSWORD_VARIABLE}, or log in with `docker login`)"
+                    )
+                } else {
+                    String::new()
+                };
                 return Err(BuildError::Build {
                     image: image_ref.to_string(),
-                    message: format!("push: {}", detail.message.unwrap_or_default()),
+                    message: format!("push: {message}{hint}"),
                 });
             }
         }

@@ -4,6 +4,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use bollard::Docker;
+use bollard::auth::DockerCredentials;
 use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, ListImagesOptions,
@@ -11,11 +12,29 @@ use bollard::query_parameters::{
 };
 use futures::StreamExt;
 
+use super::credentials::RegistryCredentials;
 use super::{Engine, EngineError, PullReport, RunReport, RunRequest, now_ns};
+
+/// Credentials as the engine API takes them (its `X-Registry-Auth`), for
+/// the registry of `image_ref`.
+pub(crate) fn engine_credentials(
+    credentials: Option<&RegistryCredentials>,
+    image_ref: &str,
+) -> Option<DockerCredentials> {
+    credentials.map(|credentials| DockerCredentials {
+        username: Some(credentials.username.clone()),
+        password: Some(credentials.password.expose().to_string()),
+        serveraddress: image_ref
+            .split_once('/')
+            .map(|(registry, _)| registry.to_string()),
+        ..DockerCredentials::default()
+    })
+}
 
 pub struct DockerEngine {
     docker: Docker,
     registry: super::registry::RegistryClient,
+    credentials: Option<RegistryCredentials>,
 }
 
 impl DockerEngine {
@@ -30,12 +49,37 @@ impl DockerEngine {
         Ok(DockerEngine {
             docker,
             registry: super::registry::RegistryClient::new(),
+            credentials: None,
         })
+    }
+
+    /// Pulls (and the registry look-ups that size them) as this user.
+    #[must_use]
+    pub fn with_credentials(mut self, credentials: Option<RegistryCredentials>) -> Self {
+        self.registry = super::registry::RegistryClient::with_credentials(credentials.clone());
+        self.credentials = credentials;
+        self
     }
 
     pub fn client(&self) -> &Docker {
         &self.docker
     }
+}
+
+/// Docker 28 and newer are reported to hang with runwasi-based shims such as
+/// the wasmtime shim: a wasm run there is refused up front, as a failed run
+/// that says why, rather than left to time out.
+fn known_failure(version: &str, runtime: &str) -> Option<EngineError> {
+    let native = runtime == "runc" || runtime.starts_with("io.containerd.runc.");
+    let major: u32 = version.split('.').next()?.parse().ok()?;
+    (!native && major >= 28).then(|| EngineError::KnownFailure {
+        engine: "docker".into(),
+        version: version.to_string(),
+        runtime: runtime.to_string(),
+        reason: "Docker 28 and newer are known to hang with runwasi-based shims; \
+                 measure wasm through Docker 26, or through containerd"
+            .into(),
+    })
 }
 
 /// An image's layers, by uncompressed digest (the same layer in two images
@@ -131,7 +175,8 @@ impl Engine for DockerEngine {
             .platform(platform)
             .build();
         let started = Instant::now();
-        let mut stream = self.docker.create_image(Some(options), None, None);
+        let credentials = engine_credentials(self.credentials.as_ref(), image_ref);
+        let mut stream = self.docker.create_image(Some(options), None, credentials);
         // Each blob reports its total while downloading; the largest total per blob is its size.
         // Small blobs may go straight to "Download complete" without a total;
         // their sizes come from the registry's manifest below.
@@ -189,6 +234,9 @@ impl Engine for DockerEngine {
             name: name.clone(),
             message: error.to_string(),
         };
+        if let Some(refused) = known_failure(&self.version().await?, &request.runtime) {
+            return Err(refused);
+        }
         // A container left by an interrupted earlier run would block the name.
         let remove = RemoveContainerOptionsBuilder::default().force(true).build();
         let _ = self
@@ -395,5 +443,22 @@ mod tests {
         assert_eq!(rfc3339_ns("yesterday"), None);
         // Docker writes UTC; an offset is not read.
         assert_eq!(rfc3339_ns("2026-11-29T22:14:02.5+01:00"), None);
+    }
+
+    #[test]
+    fn wasm_through_docker_28_and_newer_is_a_known_failure() {
+        let refused = |version, runtime| known_failure(version, runtime).is_some();
+        assert!(refused("28.2.2", "io.containerd.wasmtime.v1"));
+        assert!(refused("29.0.0", "wasmtime"));
+        assert!(!refused("26.1.5+dfsg1", "io.containerd.wasmtime.v1"));
+        assert!(!refused("28.2.2", "runc"));
+        assert!(!refused("28.2.2", "io.containerd.runc.v2"));
+        let message = known_failure("28.2.2", "io.containerd.wasmtime.v1")
+            .expect("refused")
+            .to_string();
+        assert!(
+            message.starts_with("docker 28.2.2 with io.containerd.wasmtime.v1: "),
+            "{message}"
+        );
     }
 }

@@ -5,7 +5,7 @@ use regex::Regex;
 
 use super::{PullReport, RunReport};
 use crate::records::RunRecord;
-use crate::spec::TimeUnit;
+use crate::terms::TimeUnit;
 
 /// The checks a run's output must pass.
 #[derive(Debug, Clone)]

@@ -3,24 +3,28 @@
 //! on the measured host itself, inside the agent, so every timestamp of a
 //! measurement comes from the host's clock.
 
-pub mod builder;
+// The agent's: the engines of the host it runs on, and what it measures.
 pub mod containerd;
+pub mod credentials;
 pub mod docker;
-pub mod host;
 pub mod measure;
-pub mod oci;
 pub mod registry;
-pub mod ssh;
-pub mod vendor;
 
-use std::sync::Arc;
+// The runner's: building, the hosts over SSH, vendoring.
+with_feature! { "runner";
+    pub mod builder;
+    pub mod host;
+    pub mod oci;
+    mod runner;
+    pub mod ssh;
+    pub mod vendor;
+    pub use runner::{Backends, ImageBuilder, Registry, WorkLog};
+}
 
-use builder::{BaseRecipe, BuildContext, BuildError, EngineBuilder};
-use host::{BoxFuture, HostConnector};
-use registry::{ImageRef, IndexEntry, Manifest, RegistryClient, RegistryError};
+use std::future::Future;
+use std::time::Duration;
 
-use crate::platform::Platform;
-use crate::records::ImageRecord;
+use serde::{Deserialize, Serialize};
 
 /// An error and its sources, one line: the cause a backend's error wraps (a
 /// gRPC status, ssh's own words on why it refused a host) is often the part
@@ -34,121 +38,6 @@ pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     }
     text
 }
-
-/// Everything an apply talks to, in one place: the engine that builds, the
-/// registry, and the way to the measured hosts. Tests swap in fakes.
-#[derive(Clone)]
-pub struct Backends {
-    pub builder: Arc<dyn ImageBuilder>,
-    pub registry: Arc<dyn Registry>,
-    pub hosts: Arc<dyn HostConnector>,
-    pub vendor: Arc<dyn vendor::DependencyVendor>,
-}
-
-/// Builds images and puts them in the registry.
-pub trait ImageBuilder: Send + Sync {
-    /// Makes a base image from its recipe (`parent` is the base it is built from).
-    fn base<'a>(
-        &'a self,
-        recipe: &'a BaseRecipe,
-        parent: Option<&'a BaseRecipe>,
-        log: &'a dyn WorkLog,
-    ) -> BoxFuture<'a, Result<ImageRecord, BuildError>>;
-    /// Builds one image from a rendered Dockerfile and its context folders.
-    fn build<'a>(
-        &'a self,
-        image_ref: &'a str,
-        platform: &'a Platform,
-        context: &'a BuildContext<'a>,
-        log: &'a dyn WorkLog,
-    ) -> BoxFuture<'a, Result<ImageRecord, BuildError>>;
-    /// Pushes a built image to its registry: as a single-platform image for
-    /// `platform` when one is given, else as the engine holds it.
-    fn push<'a>(
-        &'a self,
-        image_ref: &'a str,
-        platform: Option<&'a Platform>,
-        log: &'a dyn WorkLog,
-    ) -> BoxFuture<'a, Result<(), BuildError>>;
-}
-
-/// What the pipeline asks of the registry itself.
-pub trait Registry: Send + Sync {
-    fn manifest<'a>(
-        &'a self,
-        image: &'a ImageRef,
-    ) -> BoxFuture<'a, Result<Manifest, RegistryError>>;
-    /// Publishes an index over platform manifests; returns its digest and size.
-    fn put_index<'a>(
-        &'a self,
-        image: &'a ImageRef,
-        entries: &'a [IndexEntry],
-    ) -> BoxFuture<'a, Result<(String, u64), RegistryError>>;
-}
-
-impl ImageBuilder for EngineBuilder {
-    fn base<'a>(
-        &'a self,
-        recipe: &'a BaseRecipe,
-        parent: Option<&'a BaseRecipe>,
-        log: &'a dyn WorkLog,
-    ) -> BoxFuture<'a, Result<ImageRecord, BuildError>> {
-        Box::pin(async move {
-            let record = EngineBuilder::base(self, recipe, parent, log).await?;
-            // Image builds on other engines reach bases through the registry.
-            self.push_as_is(&record.image_ref, log).await?;
-            Ok(record)
-        })
-    }
-
-    fn build<'a>(
-        &'a self,
-        image_ref: &'a str,
-        platform: &'a Platform,
-        context: &'a BuildContext<'a>,
-        log: &'a dyn WorkLog,
-    ) -> BoxFuture<'a, Result<ImageRecord, BuildError>> {
-        Box::pin(EngineBuilder::build(
-            self, image_ref, platform, context, log,
-        ))
-    }
-
-    fn push<'a>(
-        &'a self,
-        image_ref: &'a str,
-        platform: Option<&'a Platform>,
-        log: &'a dyn WorkLog,
-    ) -> BoxFuture<'a, Result<(), BuildError>> {
-        Box::pin(async move {
-            match platform {
-                Some(platform) => self.publish(image_ref, platform, log).await.map(drop),
-                None => self.push_as_is(image_ref, log).await,
-            }
-        })
-    }
-}
-
-impl Registry for RegistryClient {
-    fn manifest<'a>(
-        &'a self,
-        image: &'a ImageRef,
-    ) -> BoxFuture<'a, Result<Manifest, RegistryError>> {
-        Box::pin(RegistryClient::manifest(self, image))
-    }
-
-    fn put_index<'a>(
-        &'a self,
-        image: &'a ImageRef,
-        entries: &'a [IndexEntry],
-    ) -> BoxFuture<'a, Result<(String, u64), RegistryError>> {
-        Box::pin(RegistryClient::put_index(self, image, entries))
-    }
-}
-
-use std::future::Future;
-
-use serde::{Deserialize, Serialize};
-use std::time::Duration;
 
 /// What went wrong in an engine. It crosses the agent's wire as it is, so
 /// the runner knows whether another attempt can help.
@@ -173,6 +62,14 @@ pub enum EngineError {
     Container { name: String, message: String },
     #[error("container {name} did not exit within {seconds} s")]
     Timeout { name: String, seconds: u64 },
+    /// A combination reported to fail, refused before it can hang a run.
+    #[error("{engine} {version} with {runtime}: {reason}")]
+    KnownFailure {
+        engine: String,
+        version: String,
+        runtime: String,
+        reason: String,
+    },
 }
 
 impl EngineError {
@@ -193,7 +90,9 @@ impl EngineError {
         match self {
             EngineError::Connect { .. } => true,
             EngineError::Image { transient, .. } => *transient,
-            EngineError::Container { .. } | EngineError::Timeout { .. } => false,
+            EngineError::Container { .. }
+            | EngineError::Timeout { .. }
+            | EngineError::KnownFailure { .. } => false,
         }
     }
 }
@@ -219,13 +118,6 @@ pub fn is_transient(message: &str) -> bool {
     ];
     let message = message.to_ascii_lowercase();
     SIGNS.iter().any(|sign| message.contains(sign)) || message.ends_with(": eof")
-}
-
-/// Where a backend sends the lines and byte counts of long work (a build,
-/// a push), so it needs to know nothing of stages or events.
-pub trait WorkLog: Send + Sync {
-    fn line(&self, line: String);
-    fn progress(&self, _done: u64, _total: Option<u64>) {}
 }
 
 /// What a pull did.

@@ -3,17 +3,26 @@
 //! manifests, and publish multi-platform indexes.
 //!
 //! Plain HTTP only for now: the lab registry and most private test
-//! registries speak it; HTTPS registries are not supported yet.
+//! registries speak it; HTTPS registries are not supported yet. Registries
+//! that want credentials get them (see `credentials`): HTTP Basic, or the
+//! Docker token flow through a realm also reached over plain HTTP.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
 
+use reqwest::StatusCode;
+use reqwest::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+
+use super::credentials::{PASSWORD_VARIABLE, RegistryCredentials, Secret, USERNAME_VARIABLE};
 
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+const ACCEPTED_MANIFESTS: [&str; 4] = [OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST];
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
@@ -27,6 +36,14 @@ pub enum RegistryError {
     },
     #[error("{target} is not a manifest this tool understands: {message}")]
     Manifest { target: String, message: String },
+    /// Missing or refused credentials: another attempt will not help.
+    #[error("{action} {target} failed: the registry {registry} {reason}")]
+    Unauthorized {
+        action: &'static str,
+        target: String,
+        registry: String,
+        reason: String,
+    },
 }
 
 impl RegistryError {
@@ -40,7 +57,9 @@ impl RegistryError {
                     || message.contains("error sending request")
                     || super::is_transient(message)
             }
-            RegistryError::Reference(_) | RegistryError::Manifest { .. } => false,
+            RegistryError::Reference(_)
+            | RegistryError::Manifest { .. }
+            | RegistryError::Unauthorized { .. } => false,
         }
     }
 }
@@ -146,38 +165,315 @@ pub struct IndexEntry {
     pub variant: Option<String>,
 }
 
+/// Which rights a request needs: registries with token auth grant them per
+/// repository and action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    Pull,
+    Push,
+}
+
+/// One request's purpose, for its errors.
+struct Operation<'a> {
+    action: &'static str,
+    target: String,
+    image: &'a ImageRef,
+}
+
+impl<'a> Operation<'a> {
+    fn on(action: &'static str, image: &'a ImageRef) -> Operation<'a> {
+        Operation {
+            action,
+            target: image.to_string(),
+            image,
+        }
+    }
+
+    fn failed(&self, message: impl std::fmt::Display) -> RegistryError {
+        RegistryError::Request {
+            action: self.action,
+            target: self.target.clone(),
+            message: message.to_string(),
+        }
+    }
+
+    fn unauthorized(&self, reason: String) -> RegistryError {
+        RegistryError::Unauthorized {
+            action: self.action,
+            target: self.target.clone(),
+            registry: self.image.registry.clone(),
+            reason,
+        }
+    }
+}
+
+/// A registry's `WWW-Authenticate` challenge: the scheme and its parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Challenge {
+    /// Lowercase: `basic`, `bearer`.
+    scheme: String,
+    params: Vec<(String, String)>,
+}
+
+impl Challenge {
+    /// `Bearer realm="https://auth/token",service="registry",scope="repository:a/b:pull,push"`.
+    fn parse(header: &str) -> Option<Challenge> {
+        let header = header.trim();
+        let (scheme, mut rest) = header.split_once(' ').unwrap_or((header, ""));
+        if scheme.is_empty() {
+            return None;
+        }
+        let mut params = Vec::new();
+        loop {
+            rest = rest.trim_start_matches([' ', ',']);
+            let Some((key, after)) = rest.split_once('=') else {
+                break;
+            };
+            let (value, after) = if let Some(quoted) = after.strip_prefix('"') {
+                let mut value = String::new();
+                let mut chars = quoted.char_indices();
+                let mut end = quoted.len();
+                while let Some((index, c)) = chars.next() {
+                    match c {
+                        '\\' => value.extend(chars.next().map(|(_, c)| c)),
+                        '"' => {
+                            end = index + 1;
+                            break;
+                        }
+                        c => value.push(c),
+                    }
+                }
+                (value, &quoted[end..])
+            } else {
+                let (value, after) = after.split_once(',').unwrap_or((after, ""));
+                (value.trim().to_string(), after)
+            };
+            params.push((key.trim().to_ascii_lowercase(), value));
+            rest = after;
+        }
+        Some(Challenge {
+            scheme: scheme.to_ascii_lowercase(),
+            params,
+        })
+    }
+
+    fn param(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+/// A client of one registry's distribution API. With credentials, it answers
+/// the registry's challenges: HTTP Basic (distribution's htpasswd), or the
+/// Docker token flow (Bearer) through the realm the registry names.
 #[derive(Clone, Default)]
 pub struct RegistryClient {
     http: reqwest::Client,
+    credentials: Option<RegistryCredentials>,
+    /// `Authorization` values the registry accepted, by repository and
+    /// access; Basic grants everything at once and is kept under `*`.
+    granted: Arc<Mutex<HashMap<String, Secret>>>,
 }
 
 impl RegistryClient {
     pub fn new() -> RegistryClient {
+        RegistryClient::default()
+    }
+
+    pub fn with_credentials(credentials: Option<RegistryCredentials>) -> RegistryClient {
         RegistryClient {
-            http: reqwest::Client::new(),
+            credentials,
+            ..RegistryClient::default()
         }
     }
 
-    pub async fn manifest(&self, image: &ImageRef) -> Result<Manifest, RegistryError> {
-        let target = image.to_string();
-        let failure = |message: String| RegistryError::Request {
-            action: "fetching the manifest of",
-            target: target.clone(),
-            message,
+    fn grant_key(image: &ImageRef, access: Access) -> String {
+        format!("{} {access:?}", image.repository)
+    }
+
+    fn granted(&self, key: &str) -> Option<Secret> {
+        let granted = self
+            .granted
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        granted.get(key).or_else(|| granted.get("*")).cloned()
+    }
+
+    fn grant(&self, key: String, authorization: Secret) {
+        self.granted
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(key, authorization);
+    }
+
+    /// Sends the request with what the registry granted before; on a 401,
+    /// answers the challenge and sends it once more.
+    async fn send(
+        &self,
+        operation: &Operation<'_>,
+        access: Access,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, RegistryError> {
+        let key = Self::grant_key(operation.image, access);
+        let attempt = |authorization: Option<&Secret>| {
+            let request = request
+                .try_clone()
+                .ok_or_else(|| operation.failed("the request cannot be repeated"))?;
+            Ok::<_, RegistryError>(match authorization {
+                Some(value) => request.header(AUTHORIZATION, value.expose()),
+                None => request,
+            })
         };
-        let response = self
-            .http
-            .get(image.url("manifests", &image.reference))
-            .header(
-                "Accept",
-                [OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST].join(", "),
-            )
+        let response = attempt(self.granted(&key).as_ref())?
             .send()
             .await
-            .map_err(|error| failure(error.to_string()))?;
+            .map_err(|error| operation.failed(error))?;
+        if response.status() != StatusCode::UNAUTHORIZED {
+            return Ok(response);
+        }
+        let challenge = response
+            .headers()
+            .get(WWW_AUTHENTICATE)
+            .and_then(|value| value.to_str().ok())
+            .and_then(Challenge::parse);
+        let authorization = self.answer(operation, challenge.as_ref()).await?;
+        let response = attempt(Some(&authorization))?
+            .send()
+            .await
+            .map_err(|error| operation.failed(error))?;
+        if response.status() == StatusCode::UNAUTHORIZED {
+            return Err(operation.unauthorized(self.refused()));
+        }
+        let basic = challenge.is_some_and(|challenge| challenge.scheme == "basic");
+        self.grant(if basic { "*".to_string() } else { key }, authorization);
+        Ok(response)
+    }
+
+    /// The `Authorization` value that answers `challenge`.
+    async fn answer(
+        &self,
+        operation: &Operation<'_>,
+        challenge: Option<&Challenge>,
+    ) -> Result<Secret, RegistryError> {
+        let scheme = challenge.map_or("", |challenge| challenge.scheme.as_str());
+        match (scheme, &self.credentials) {
+            ("basic", Some(credentials)) => Ok(credentials.basic_authorization()),
+            ("basic", None) => Err(operation.unauthorized(Self::missing("Basic"))),
+            ("bearer", _) => {
+                let challenge = challenge.ok_or_else(|| operation.failed("HTTP 401"))?;
+                self.token(operation, challenge).await
+            }
+            _ => Err(operation.unauthorized(format!(
+                "answered HTTP 401 without a challenge this tool answers ({})",
+                if scheme.is_empty() { "none" } else { scheme }
+            ))),
+        }
+    }
+
+    /// The Docker token flow: the realm hands out a token for the scope
+    /// the registry asked for, to the user when there are credentials.
+    async fn token(
+        &self,
+        operation: &Operation<'_>,
+        challenge: &Challenge,
+    ) -> Result<Secret, RegistryError> {
+        let realm = challenge
+            .param("realm")
+            .ok_or_else(|| operation.failed("a Bearer challenge without a realm"))?;
+        let query: Vec<(&str, &str)> = ["service", "scope"]
+            .into_iter()
+            .filter_map(|name| challenge.param(name).map(|value| (name, value)))
+            .collect();
+        let url = reqwest::Url::parse_with_params(realm, &query)
+            .map_err(|error| operation.failed(format!("the token realm {realm:?}: {error}")))?;
+        let mut request = self.http.get(url);
+        if let Some(credentials) = &self.credentials {
+            request = request.header(AUTHORIZATION, credentials.basic_authorization().expose());
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|error| operation.failed(format!("the token service {realm}: {error}")))?;
+        let status = response.status();
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            return Err(operation.unauthorized(match &self.credentials {
+                Some(_) => self.refused(),
+                None => Self::missing("token"),
+            }));
+        }
+        if !status.is_success() {
+            return Err(
+                operation.failed(format!("the token service {realm} answered HTTP {status}"))
+            );
+        }
+        let answer: Value = response
+            .json()
+            .await
+            .map_err(|error| operation.failed(format!("the token service {realm}: {error}")))?;
+        answer
+            .get("token")
+            .or_else(|| answer.get("access_token"))
+            .and_then(Value::as_str)
+            .map(|token| Secret::new(format!("Bearer {token}")))
+            .ok_or_else(|| operation.failed(format!("the token service {realm} gave no token")))
+    }
+
+    fn missing(scheme: &str) -> String {
+        format!(
+            "requires credentials ({scheme} auth) and none were found: set {USERNAME_VARIABLE} \
+             and {PASSWORD_VARIABLE}, or log in with `docker login`"
+        )
+    }
+
+    fn refused(&self) -> String {
+        match &self.credentials {
+            Some(credentials) => format!(
+                "refused the credentials of user `{}` (HTTP 401)",
+                credentials.username
+            ),
+            None => "refused the request (HTTP 401)".to_string(),
+        }
+    }
+
+    /// The `Authorization` header an engine's own pull of `image` needs, for
+    /// engines that take one ready-made (containerd's transfer service): the
+    /// registry is asked which scheme it wants, and Basic is assumed when it
+    /// cannot be asked over plain HTTP.
+    pub async fn pull_authorization(
+        &self,
+        image: &ImageRef,
+    ) -> Result<Option<Secret>, RegistryError> {
+        let Some(credentials) = &self.credentials else {
+            return Ok(None);
+        };
+        let operation = Operation::on("authorizing a pull of", image);
+        let request = self.manifest_request(reqwest::Method::HEAD, image);
+        match self.send(&operation, Access::Pull, request).await {
+            Ok(_) => Ok(self.granted(&Self::grant_key(image, Access::Pull))),
+            Err(RegistryError::Request { .. }) => Ok(Some(credentials.basic_authorization())),
+            Err(error) => Err(error),
+        }
+    }
+
+    fn manifest_request(
+        &self,
+        method: reqwest::Method,
+        image: &ImageRef,
+    ) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, image.url("manifests", &image.reference))
+            .header("Accept", ACCEPTED_MANIFESTS.join(", "))
+    }
+
+    pub async fn manifest(&self, image: &ImageRef) -> Result<Manifest, RegistryError> {
+        let operation = Operation::on("fetching the manifest of", image);
+        let request = self.manifest_request(reqwest::Method::GET, image);
+        let response = self.send(&operation, Access::Pull, request).await?;
         let status = response.status();
         if !status.is_success() {
-            return Err(failure(format!("HTTP {status}")));
+            return Err(operation.failed(format!("HTTP {status}")));
         }
         let media_type = response
             .headers()
@@ -188,11 +484,11 @@ impl RegistryClient {
         let bytes = response
             .bytes()
             .await
-            .map_err(|error| failure(error.to_string()))?
+            .map_err(|error| operation.failed(error))?
             .to_vec();
         let json: Value =
             serde_json::from_slice(&bytes).map_err(|error| RegistryError::Manifest {
-                target: target.clone(),
+                target: operation.target.clone(),
                 message: error.to_string(),
             })?;
         let media_type = json
@@ -214,36 +510,37 @@ impl RegistryClient {
         bytes: Vec<u8>,
     ) -> Result<String, RegistryError> {
         let digest = sha256_digest(&bytes);
-        let target = format!("{}/{}", repository.registry, repository.repository);
-        let failure = |message: String| RegistryError::Request {
+        let operation = Operation {
             action: "uploading a blob to",
-            target: target.clone(),
-            message,
+            target: format!("{}/{}", repository.registry, repository.repository),
+            image: repository,
         };
         let head = self
-            .http
-            .head(repository.url("blobs", &digest))
-            .send()
-            .await
-            .map_err(|e| failure(e.to_string()))?;
+            .send(
+                &operation,
+                Access::Push,
+                self.http.head(repository.url("blobs", &digest)),
+            )
+            .await?;
         if head.status().is_success() {
             return Ok(digest);
         }
         let start = self
-            .http
-            .post(format!(
-                "http://{}/v2/{}/blobs/uploads/",
-                repository.registry, repository.repository
-            ))
-            .send()
-            .await
-            .map_err(|e| failure(e.to_string()))?;
+            .send(
+                &operation,
+                Access::Push,
+                self.http.post(format!(
+                    "http://{}/v2/{}/blobs/uploads/",
+                    repository.registry, repository.repository
+                )),
+            )
+            .await?;
         let location = start
             .headers()
             .get("location")
             .and_then(|value| value.to_str().ok())
             .ok_or_else(|| {
-                failure(format!(
+                operation.failed(format!(
                     "HTTP {} without an upload location",
                     start.status()
                 ))
@@ -255,16 +552,14 @@ impl RegistryClient {
             format!("http://{}{location}", repository.registry)
         };
         let separator = if location.contains('?') { '&' } else { '?' };
-        let done = self
+        let upload = self
             .http
             .put(format!("{location}{separator}digest={digest}"))
             .header("Content-Type", "application/octet-stream")
-            .body(bytes)
-            .send()
-            .await
-            .map_err(|e| failure(e.to_string()))?;
+            .body(bytes);
+        let done = self.send(&operation, Access::Push, upload).await?;
         if !done.status().is_success() {
-            return Err(failure(format!("HTTP {}", done.status())));
+            return Err(operation.failed(format!("HTTP {}", done.status())));
         }
         Ok(digest)
     }
@@ -276,27 +571,17 @@ impl RegistryClient {
         bytes: Vec<u8>,
     ) -> Result<String, RegistryError> {
         let digest = sha256_digest(&bytes);
-        let target = image.to_string();
-        let response = self
+        let operation = Operation::on("pushing the manifest of", image);
+        let request = self
             .http
             .put(image.url("manifests", &image.reference))
             .header("Content-Type", media_type)
-            .body(bytes)
-            .send()
-            .await
-            .map_err(|error| RegistryError::Request {
-                action: "pushing the manifest of",
-                target: target.clone(),
-                message: error.to_string(),
-            })?;
+            .body(bytes);
+        let response = self.send(&operation, Access::Push, request).await?;
         if !response.status().is_success() {
             let status = response.status();
             let body = response.text().await.unwrap_or_default();
-            return Err(RegistryError::Request {
-                action: "pushing the manifest of",
-                target,
-                message: format!("HTTP {status}: {body}"),
-            });
+            return Err(operation.failed(format!("HTTP {status}: {body}")));
         }
         Ok(digest)
     }
@@ -412,6 +697,42 @@ mod tests {
         assert_eq!(
             sha256_digest(b""),
             "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+
+    #[test]
+    fn challenges_keep_quoted_commas() {
+        let challenge = Challenge::parse(
+            r#"Bearer realm="http://auth.test/token",service="registry.test",scope="repository:a/b:pull,push""#,
+        )
+        .unwrap();
+        assert_eq!(challenge.scheme, "bearer");
+        assert_eq!(challenge.param("realm"), Some("http://auth.test/token"));
+        assert_eq!(challenge.param("service"), Some("registry.test"));
+        assert_eq!(challenge.param("scope"), Some("repository:a/b:pull,push"));
+        let basic = Challenge::parse(r#"Basic realm="Registry \"Realm\"""#).unwrap();
+        assert_eq!(basic.scheme, "basic");
+        assert_eq!(basic.param("realm"), Some(r#"Registry "Realm""#));
+        assert_eq!(Challenge::parse("Basic").unwrap().params, Vec::new());
+        assert_eq!(Challenge::parse("  "), None);
+    }
+
+    #[test]
+    fn unauthorized_is_final_and_names_the_registry() {
+        let error = RegistryError::Unauthorized {
+            action: "pushing the manifest of",
+            target: "r:1/a:b".into(),
+            registry: "r:1".into(),
+            reason: RegistryClient::with_credentials(Some(RegistryCredentials {
+                username: "alice".into(),
+                password: Secret::new("pw"),
+            }))
+            .refused(),
+        };
+        assert!(!error.is_retryable());
+        assert_eq!(
+            error.to_string(),
+            "pushing the manifest of r:1/a:b failed: the registry r:1 refused the credentials of user `alice` (HTTP 401)"
         );
     }
 }

@@ -234,6 +234,8 @@ impl Backoff {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ApplySummary {
     pub succeeded: usize,
+    /// Measured runs left out because their cell met `measure.until`.
+    pub not_needed: usize,
     pub up_to_date: usize,
     pub failed: Vec<(StageId, String)>,
     pub blocked: usize,
@@ -361,6 +363,7 @@ impl<'s> Walker<'s> {
         let mut input_digests: Vec<String> = vec![String::new(); count];
         let root_cancel = CancellationToken::new();
         let mut interrupted = false;
+        let cell_runs = measured_runs_by_cell(&plan);
 
         // Stages with no needs are ready at once; readiness then spreads as stages finish.
         let mut newly_ready: VecDeque<NodeIndex> = (0..count)
@@ -380,6 +383,9 @@ impl<'s> Walker<'s> {
                 } else {
                     self.journal
                         .reusable(&stage.id, &stage.fingerprint.to_hex(), &digest)
+                        // Whether a run is needed depends on its cell's other
+                        // runs and the target, so it is decided afresh.
+                        .filter(|output| !matches!(output, StageOutput::NotNeeded { .. }))
                         .cloned()
                 };
                 input_digests[node.index()] = digest;
@@ -414,6 +420,36 @@ impl<'s> Walker<'s> {
                     let Some((_, node)) = queue.pop_first() else {
                         break;
                     };
+                    if let Some(runs) = until_met(&plan, &cell_runs, node, &node_states) {
+                        let output = StageOutput::NotNeeded { runs };
+                        let stage = graph.stage(node);
+                        let digest = &input_digests[node.index()];
+                        // The same decision as last time is no news: a no-op apply stays one.
+                        let body =
+                            if self
+                                .journal
+                                .reusable(&stage.id, &stage.fingerprint.to_hex(), digest)
+                                == Some(&output)
+                            {
+                                summary.up_to_date += 1;
+                                EventBody::UpToDate {
+                                    output: output.clone(),
+                                }
+                            } else {
+                                summary.not_needed += 1;
+                                EventBody::Succeeded {
+                                    output: output.clone(),
+                                    duration_ms: 0,
+                                    inputs: Some(digest.clone()),
+                                }
+                            };
+                        for sink in &mut self.sinks {
+                            sink.on_event(&StageEvent::new(stage, body.clone()))?;
+                        }
+                        node_states[node.index()] = NodeState::Done(Box::new(output));
+                        release(graph, node, &mut remaining, &mut newly_ready);
+                        continue;
+                    }
                     *running += 1;
                     node_states[node.index()] = NodeState::Running;
                     attempts[node.index()] += 1;
@@ -446,7 +482,11 @@ impl<'s> Walker<'s> {
             }
 
             if tasks.is_empty() {
-                break;
+                // Runs left out may have made the aggregate ready.
+                if newly_ready.is_empty() {
+                    break;
+                }
+                continue;
             }
 
             tokio::select! {
@@ -692,6 +732,55 @@ fn priority(plan: &Plan, node: NodeIndex) -> (u32, usize) {
         _ => 0,
     };
     (order, node.index())
+}
+
+/// Each cell's measured run stages, when the plan has `measure.until`.
+fn measured_runs_by_cell(plan: &Plan) -> Vec<Vec<NodeIndex>> {
+    let experiment = &plan.experiment;
+    if experiment.measure.until.is_none() {
+        return Vec::new();
+    }
+    let mut by_cell = vec![Vec::new(); experiment.cells.len()];
+    for (node, stage) in plan.graph.stages() {
+        if let StageWork::Run(run) = &stage.work
+            && !run.warmup
+        {
+            by_cell[run.cell].push(node);
+        }
+    }
+    by_cell
+}
+
+/// How many ok runs met the target of `measure.until`, if `node` is a
+/// measured run whose cell has met it. Runs still in flight do not count,
+/// so with several at once a cell may get a few more than it needed.
+fn until_met(
+    plan: &Plan,
+    cell_runs: &[Vec<NodeIndex>],
+    node: NodeIndex,
+    node_states: &[NodeState],
+) -> Option<u32> {
+    let until = plan.experiment.measure.until?;
+    let StageWork::Run(run) = &plan.graph.stage(node).work else {
+        return None;
+    };
+    if run.warmup {
+        return None;
+    }
+    let values: Vec<f64> = cell_runs
+        .get(run.cell)?
+        .iter()
+        .filter_map(|other| match &node_states[other.index()] {
+            NodeState::Done(output) => match output.as_ref() {
+                StageOutput::Run(record) if record.ok => record.metric(until.metric),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    until
+        .met(&values)
+        .then(|| u32::try_from(values.len()).unwrap_or(u32::MAX))
 }
 
 fn far_future() -> Instant {

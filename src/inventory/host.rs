@@ -2,7 +2,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::plan::target::Platform;
+use crate::platform::Platform;
 
 /// How the runner reaches a host.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

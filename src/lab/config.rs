@@ -3,12 +3,18 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use super::{LabError, LabHost, LabLayout, process::run_checked, write_file};
+use super::{ContainerdRelease, LabError, LabHost, LabLayout, process::run_checked, write_file};
 
 /// The registry's distribution config. With `tls` (certificate, key) it serves
-/// HTTPS; both lab registries share one storage folder, so an image pushed to
-/// the plain-HTTP one can be pulled from the TLS one at once.
-pub fn registry_config(data: &Path, address: &str, tls: Option<(&Path, &Path)>) -> String {
+/// HTTPS; a registry and its TLS twin share one storage folder, so an image
+/// pushed to the plain-HTTP one can be pulled from the TLS one at once. With
+/// `htpasswd` it wants a user and password (HTTP Basic).
+pub fn registry_config(
+    data: &Path,
+    address: &str,
+    tls: Option<(&Path, &Path)>,
+    htpasswd: Option<&Path>,
+) -> String {
     let mut text = format!(
         "version: 0.1
 log:
@@ -36,7 +42,84 @@ http:
             key.display()
         );
     }
+    if let Some(htpasswd) = htpasswd {
+        let _ = write!(
+            text,
+            "auth:\n  htpasswd:\n    realm: pipeline-lab\n    path: {}\n",
+            htpasswd.display()
+        );
+    }
     text
+}
+
+/// The authenticated registry's users, in its folder.
+pub const HTPASSWD: &str = "htpasswd";
+
+/// bcrypt's lowest cost.
+const LAB_BCRYPT_COST: u32 = 4;
+
+/// Makes a new random password for `user`: the registry's htpasswd (bcrypt,
+/// as distribution requires) and a Docker config (`docker/config.json`) that
+/// holds it for each of `addresses`, both readable by their owner only.
+pub fn auth_registry_user(dir: &Path, user: &str, addresses: &[String]) -> Result<(), LabError> {
+    let mut random = [0_u8; 24];
+    let urandom = Path::new("/dev/urandom");
+    std::io::Read::read_exact(
+        &mut std::fs::File::open(urandom).map_err(|source| LabError::Write {
+            path: urandom.to_path_buf(),
+            source,
+        })?,
+        &mut random,
+    )
+    .map_err(|source| LabError::Write {
+        path: urandom.to_path_buf(),
+        source,
+    })?;
+    // URL-safe base64 has no `:`, which would end the user in `user:password`.
+    let password =
+        base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, random);
+    // The registry checks the hash on every request, and pulls are timed:
+    // a low cost keeps that quick, and a random 192-bit password needs no
+    // slow hash to resist guessing.
+    let hash = bcrypt::hash(&password, LAB_BCRYPT_COST)
+        .map_err(|error| LabError::Setup(format!("hashing the registry password: {error}")))?;
+    let auth = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        format!("{user}:{password}"),
+    );
+    let auths: serde_json::Map<String, serde_json::Value> = addresses
+        .iter()
+        .map(|address| (address.clone(), serde_json::json!({ "auth": auth })))
+        .collect();
+    let docker_config = serde_json::to_string_pretty(&serde_json::json!({ "auths": auths }))
+        .map_err(|error| LabError::Setup(error.to_string()))?;
+    write_private(&dir.join(HTPASSWD), &format!("{user}:{hash}\n"))?;
+    write_private(&dir.join("docker/config.json"), &docker_config)
+}
+
+/// Writes a file only its owner may read, from its creation on.
+fn write_private(path: &Path, text: &str) -> Result<(), LabError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let error = |source| LabError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(error)?;
+    }
+    // A file left by an older lab may have wider permissions; start over.
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(error(e)),
+        _ => {}
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut file| file.write_all(text.as_bytes()))
+        .map_err(error)
 }
 
 /// Platforms the lab's containerd runs and unpacks: the three lab CPUs and wasm.
@@ -52,18 +135,34 @@ pub const CONTAINERD_PLATFORMS: [&str; 4] =
 /// registered for that platform, and the walking differ only advertises the
 /// host's, so any other platform (arm64, riscv64, wasi/wasm) made the whole
 /// transfer plugin fail to load. It just applies tar layers, whatever they hold.
-pub fn containerd_config(host_dir: &Path) -> String {
+///
+/// 2.x reads the same settings as configuration version 3, where Kubernetes'
+/// CRI is several plugins; none of them is wanted, so none runs beside the
+/// measured containers.
+pub fn containerd_config(host_dir: &Path, release: ContainerdRelease) -> String {
     let quoted: Vec<String> = CONTAINERD_PLATFORMS
         .iter()
         .map(|platform| format!("\"{platform}\""))
         .collect();
+    let (version, release_plugins) = match release {
+        ContainerdRelease::V1_7 => (2, ""),
+        ContainerdRelease::V2 => (
+            3,
+            r#"  "io.containerd.cri.v1.images",
+  "io.containerd.cri.v1.runtime",
+  "io.containerd.snapshotter.v1.erofs",
+  "io.containerd.differ.v1.erofs",
+  "io.containerd.nri.v1.nri",
+"#,
+        ),
+    };
     let mut text = format!(
-        r#"version = 2
+        r#"version = {version}
 root = "{root}"
 state = "/run/containerd"
 disabled_plugins = [
   "io.containerd.grpc.v1.cri",
-  "io.containerd.snapshotter.v1.aufs",
+{release_plugins}  "io.containerd.snapshotter.v1.aufs",
   "io.containerd.snapshotter.v1.btrfs",
   "io.containerd.snapshotter.v1.devmapper",
   "io.containerd.snapshotter.v1.zfs",
@@ -121,13 +220,13 @@ pub fn registry_hosts_toml(address: &str) -> String {
 
 /// dockerd on the host's containerd with the containerd image store; no
 /// bridge and no iptables, so the machine's firewall is never touched.
-pub fn docker_daemon_json(host_dir: &Path, name: &str, registry: &str) -> String {
+pub fn docker_daemon_json(host_dir: &Path, name: &str, registries: &[String]) -> String {
     let value = serde_json::json!({
         "hosts": ["unix:///run/docker.sock"],
         "data-root": host_dir.join("docker/data"),
         "containerd": "/run/containerd/containerd.sock",
         "features": {"containerd-snapshotter": true, "buildkit": true},
-        "insecure-registries": [registry],
+        "insecure-registries": registries,
         "iptables": false,
         "ip6tables": false,
         "ip-forward": false,

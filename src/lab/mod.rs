@@ -33,6 +33,12 @@ pub const REGISTRY_PORT: u16 = 5000;
 /// The same registry content over HTTPS: containerd 1.7's transfer service pulls
 /// over HTTPS only (it ignores `hosts.toml`, so `http://` cannot be configured).
 pub const REGISTRY_TLS_PORT: u16 = 5443;
+/// A second registry pair, on its own storage, that wants a user and password
+/// (htpasswd): the lab's test of registries that need credentials.
+pub const AUTH_REGISTRY_PORT: u16 = 5001;
+pub const AUTH_REGISTRY_TLS_PORT: u16 = 5444;
+/// The one user of the authenticated registry; its password is made on `up`.
+pub const AUTH_REGISTRY_USER: &str = "pipeline-lab";
 const STATE_FILE: &str = "state.json";
 const SWITCH_NAMESPACE: &str = "plab-switch";
 const BRIDGE: &str = "plab0";
@@ -75,12 +81,57 @@ pub enum LabError {
     Setup(String),
 }
 
-/// One lab host: its name, address and the platform its inventory entry declares.
+/// One lab host: its name, address, the platform its inventory entry
+/// declares, and the containerd it runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LabHost {
     pub name: String,
     pub address: String,
     pub platform: String,
+    #[serde(default)]
+    pub containerd: ContainerdRelease,
+}
+
+/// The builder engine is not measured, and Docker 26, which builds on it,
+/// was made against containerd 1.7.
+const BUILDER_CONTAINERD: ContainerdRelease = ContainerdRelease::V1_7;
+
+/// The containerd release a lab host runs: forky's 2.x by default, trixie's
+/// 1.7 when asked for, so an experiment can compare the two as a dimension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum ContainerdRelease {
+    #[serde(rename = "1.7")]
+    V1_7,
+    #[default]
+    #[serde(rename = "2")]
+    V2,
+}
+
+impl ContainerdRelease {
+    /// `2` (or `2.1`, `2.x`) and `1.7`.
+    pub fn parse(text: &str) -> Option<ContainerdRelease> {
+        match text {
+            "2" | "2.x" | "2.1" => Some(ContainerdRelease::V2),
+            "1.7" => Some(ContainerdRelease::V1_7),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContainerdRelease::V1_7 => "1.7",
+            ContainerdRelease::V2 => "2",
+        }
+    }
+
+    /// The folder of scripts/install-deps' prefix holding this release's
+    /// containerd, ctr and runc shim.
+    fn bin_dir(self, deps: &Path) -> PathBuf {
+        match self {
+            ContainerdRelease::V1_7 => deps.join("bin"),
+            ContainerdRelease::V2 => deps.join("containerd-2/bin"),
+        }
+    }
 }
 
 /// The first three hosts match the shipped inventory.yaml.
@@ -99,9 +150,47 @@ pub fn default_hosts(count: usize) -> Vec<LabHost> {
                 name,
                 address: format!("{SUBNET}.{}", 11 + index),
                 platform: platform.to_string(),
+                containerd: ContainerdRelease::default(),
             }
         })
         .collect()
+}
+
+/// Applies `lab up --containerd` choices: `RELEASE` for every host, then
+/// `HOST=RELEASE` for one, whatever their order on the command line.
+pub fn choose_containerd(hosts: &mut [LabHost], choices: &[String]) -> Result<(), String> {
+    let release = |text: &str| {
+        ContainerdRelease::parse(text).ok_or_else(|| {
+            format!(
+                "--containerd {}: the lab runs containerd `2` or `1.7`",
+                crate::diagnostic::escape_control(text)
+            )
+        })
+    };
+    let (per_host, everywhere): (Vec<&String>, Vec<&String>) =
+        choices.iter().partition(|choice| choice.contains('='));
+    for choice in everywhere {
+        let chosen = release(choice)?;
+        for host in hosts.iter_mut() {
+            host.containerd = chosen;
+        }
+    }
+    for choice in per_host {
+        let (name, text) = choice.split_once('=').unwrap_or_default();
+        let chosen = release(text)?;
+        let host = hosts
+            .iter_mut()
+            .find(|host| host.name == name)
+            .ok_or_else(|| {
+                format!(
+                    "--containerd {}: the lab has no host `{}`",
+                    crate::diagnostic::escape_control(choice),
+                    crate::diagnostic::escape_control(name)
+                )
+            })?;
+        host.containerd = chosen;
+    }
+    Ok(())
 }
 
 /// Where the lab keeps its files and finds its programs.
@@ -144,14 +233,23 @@ impl LabLayout {
         self.root.join("bin")
     }
 
-    /// PATH for every lab daemon: the lab's own programs (shim) and the
-    /// prefix come before the machine's older containerd and runc.
-    fn daemon_path(&self) -> String {
-        format!(
-            "{}:{}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            self.bin_dir().display(),
-            self.deps.join("bin").display()
-        )
+    /// PATH for a host's daemons and SSH sessions: the lab's own programs
+    /// (shim), then the host's containerd release, then the prefix, all before
+    /// the machine's older containerd and runc.
+    fn daemon_path(&self, containerd: ContainerdRelease) -> String {
+        let release = containerd.bin_dir(&self.deps);
+        let prefix = self.deps.join("bin");
+        let mut folders = vec![self.bin_dir(), release.clone()];
+        if release != prefix {
+            folders.push(prefix);
+        }
+        let mut path = folders
+            .iter()
+            .map(|folder| folder.display().to_string())
+            .collect::<Vec<_>>()
+            .join(":");
+        path.push_str(":/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+        path
     }
 
     pub fn registry_address(&self) -> String {
@@ -160,6 +258,30 @@ impl LabLayout {
 
     pub fn registry_tls_address(&self) -> String {
         format!("{SUBNET}.1:{REGISTRY_TLS_PORT}")
+    }
+
+    pub fn auth_registry_address(&self) -> String {
+        format!("{SUBNET}.1:{AUTH_REGISTRY_PORT}")
+    }
+
+    pub fn auth_registry_tls_address(&self) -> String {
+        format!("{SUBNET}.1:{AUTH_REGISTRY_TLS_PORT}")
+    }
+
+    /// The authenticated registry's htpasswd file, storage and Docker config.
+    pub fn auth_registry_dir(&self) -> PathBuf {
+        self.root.join("registry-auth")
+    }
+
+    /// A Docker config folder (`DOCKER_CONFIG`) holding the authenticated
+    /// registry's user and password.
+    pub fn auth_docker_config(&self) -> PathBuf {
+        self.auth_registry_dir().join("docker")
+    }
+
+    /// Every registry address the lab serves, for the engines' `insecure-registries`.
+    fn registry_addresses(&self) -> Vec<String> {
+        vec![self.registry_address(), self.auth_registry_address()]
     }
 
     fn tls_dir(&self) -> PathBuf {
@@ -180,6 +302,11 @@ pub struct LabState {
     /// The HTTPS registry on the same storage.
     #[serde(default)]
     pub registry_tls: Option<ProcessIdentity>,
+    /// The registry that wants credentials, and its HTTPS twin.
+    #[serde(default)]
+    pub registry_auth: Option<ProcessIdentity>,
+    #[serde(default)]
+    pub registry_auth_tls: Option<ProcessIdentity>,
     pub builder: Option<EngineSet>,
     /// Fingerprint of the configuration the lab was started with; a lab whose
     /// configuration code changed since is restarted by `up`.
@@ -280,17 +407,28 @@ impl LabState {
         write_file(&path, &text)
     }
 
+    /// Each registry of the lab with its recorded process, if it was started.
+    fn registries(&self) -> [(LabRegistry, Option<&ProcessIdentity>); 4] {
+        [
+            (LabRegistry::Open, self.registry.as_ref()),
+            (LabRegistry::OpenTls, self.registry_tls.as_ref()),
+            (LabRegistry::Auth, self.registry_auth.as_ref()),
+            (LabRegistry::AuthTls, self.registry_auth_tls.as_ref()),
+        ]
+    }
+
+    fn recorded_registries(&self) -> Vec<Recorded<'_>> {
+        self.registries()
+            .into_iter()
+            .filter_map(|(registry, process)| {
+                process.map(|process| Recorded::new(registry.name(), process))
+            })
+            .collect()
+    }
+
     /// Every recorded process, named, in the order `components` gives.
     fn recorded(&self) -> Vec<Recorded<'_>> {
-        let mut recorded: Vec<Recorded<'_>> = Vec::new();
-        for (name, process) in [
-            ("registry", &self.registry),
-            ("registry-tls", &self.registry_tls),
-        ] {
-            if let Some(process) = process {
-                recorded.push(Recorded::new(name, process));
-            }
-        }
+        let mut recorded = self.recorded_registries();
         if let Some(builder) = &self.builder {
             recorded.extend(builder.recorded("builder"));
         }
@@ -326,9 +464,9 @@ impl LabState {
     /// Every part of the lab with its probe, anchors before what runs in them.
     pub fn components(&self, layout: &LabLayout) -> Vec<Component> {
         let mut components = Vec::new();
-        for (tls, process) in [(false, &self.registry), (true, &self.registry_tls)] {
+        for (kind, process) in self.registries() {
             if let Some(process) = process {
-                let registry = RegistryParts::new(layout, tls);
+                let registry = RegistryParts::new(layout, kind);
                 components.push(Component {
                     name: registry.what(),
                     process: process.clone(),
@@ -454,12 +592,22 @@ pub fn emulated_cpu(platform: &str) -> Option<&'static str> {
 }
 
 /// The lab's inventory: the hosts `up` made, in the shape of the shipped
-/// inventory.yaml, with paths relative to the lab folder.
-pub fn inventory_yaml(layout: &LabLayout, hosts: &[LabHost]) -> String {
+/// inventory.yaml, with paths relative to the lab folder. With
+/// `authenticated`, the hosts use the registry that wants credentials
+/// (`inventory-auth.yaml`; an apply then needs `DOCKER_CONFIG` set to
+/// [`LabLayout::auth_docker_config`]).
+pub fn inventory_yaml(layout: &LabLayout, hosts: &[LabHost], authenticated: bool) -> String {
+    let (registry, pull_endpoint, note) = if authenticated {
+        (
+            layout.auth_registry_address(),
+            layout.auth_registry_tls_address(),
+            "# Its registry wants credentials: apply with DOCKER_CONFIG=registry-auth/docker\n# (relative to this folder) or PIPELINE_REGISTRY_USERNAME/PASSWORD.\n",
+        )
+    } else {
+        (layout.registry_address(), layout.registry_tls_address(), "")
+    };
     let mut text = format!(
-        "# Written by `pipeline lab up`.\nall:\n  vars:\n    pipeline_registry: {}\n    pipeline_containerd_pull_endpoint: {}\n    ansible_user: root\n    ansible_ssh_private_key_file: ssh/id_ed25519\n    pipeline_known_hosts: ssh/known_hosts\n    pipeline_engines: [docker, containerd]\n    pipeline_runtimes: [{}]\n    pipeline_machine: runner\n  children:\n    lab:\n      hosts:\n",
-        layout.registry_address(),
-        layout.registry_tls_address(),
+        "# Written by `pipeline lab up`.\n{note}all:\n  vars:\n    pipeline_registry: {registry}\n    pipeline_containerd_pull_endpoint: {pull_endpoint}\n    ansible_user: root\n    ansible_ssh_private_key_file: ssh/id_ed25519\n    pipeline_known_hosts: ssh/known_hosts\n    pipeline_engines: [docker, containerd]\n    pipeline_runtimes: [{}]\n    pipeline_machine: runner\n  children:\n    lab:\n      hosts:\n",
         if layout.shim.is_some() {
             "runc, wasmtime"
         } else {
@@ -552,10 +700,18 @@ pub fn up(
         }
     }
     let started = Instant::now();
-    check_programs(layout)?;
+    check_programs(layout, hosts)?;
     install_shim(layout)?;
     config::ssh_keys(layout, hosts)?;
     let tls = config::tls_files(&layout.tls_dir(), &format!("{SUBNET}.1"))?;
+    config::auth_registry_user(
+        &layout.auth_registry_dir(),
+        AUTH_REGISTRY_USER,
+        &[
+            layout.auth_registry_address(),
+            layout.auth_registry_tls_address(),
+        ],
+    )?;
     // Registered before anything is made, so a failure half way leaves a lab
     // that `down` from this folder (and only this folder) clears.
     registration.set_owner(Some(&layout.root))?;
@@ -575,14 +731,25 @@ pub fn up(
     };
     // Record as we go, so a failure half way can still be taken down.
     let result = (|| {
-        report("registry");
-        state.registry = Some(start_registry(layout, None, &runner)?);
-        state.save(layout)?;
-        report("registry over TLS");
-        state.registry_tls = Some(start_registry(layout, Some(&tls), &runner)?);
-        state.save(layout)?;
+        for kind in LabRegistry::ALL {
+            report(kind.what());
+            let process = Some(start_registry(layout, kind, &tls, &runner)?);
+            match kind {
+                LabRegistry::Open => state.registry = process,
+                LabRegistry::OpenTls => state.registry_tls = process,
+                LabRegistry::Auth => state.registry_auth = process,
+                LabRegistry::AuthTls => state.registry_auth_tls = process,
+            }
+            state.save(layout)?;
+        }
         report("builder engine");
-        state.builder = Some(start_engines(layout, "builder", None, &runner)?);
+        state.builder = Some(start_engines(
+            layout,
+            "builder",
+            BUILDER_CONTAINERD,
+            None,
+            &runner,
+        )?);
         state.save(layout)?;
         for host in hosts {
             report(&format!(
@@ -639,40 +806,51 @@ fn config_fingerprint(layout: &LabLayout, hosts: &[LabHost]) -> String {
         hasher.update(&(text.len() as u64).to_le_bytes());
         hasher.update(text.as_bytes());
     };
-    let data = layout.root.join("registry/data");
     let tls = layout.tls_dir();
-    part(&config::registry_config(
-        &data,
-        &layout.registry_address(),
-        None,
-    ));
-    part(&config::registry_config(
-        &data,
-        &layout.registry_tls_address(),
-        Some((&tls.join("registry.crt"), &tls.join("registry.key"))),
-    ));
-    part(&config::registry_hosts_toml(&layout.registry_address()));
-    part(&layout.daemon_path());
+    let certificate = tls.join("registry.crt");
+    let key = tls.join("registry.key");
+    for kind in LabRegistry::ALL {
+        part(&kind.config(layout, (&certificate, &key)));
+    }
+    for address in layout.registry_addresses() {
+        part(&config::registry_hosts_toml(&address));
+    }
     part(&layout.trust_bundle().to_string_lossy());
-    for name in std::iter::once("builder").chain(hosts.iter().map(|host| host.name.as_str())) {
+    let builder = ("builder", BUILDER_CONTAINERD);
+    let lab_hosts = hosts
+        .iter()
+        .map(|host| (host.name.as_str(), host.containerd));
+    for (name, containerd) in std::iter::once(builder).chain(lab_hosts) {
         let dir = layout.host_dir(name);
-        part(&config::containerd_config(&dir));
+        part(&layout.daemon_path(containerd));
+        part(&config::containerd_config(&dir, containerd));
         part(&config::docker_daemon_json(
             &dir,
             name,
-            &layout.registry_address(),
+            &layout.registry_addresses(),
         ));
-        part(&config::sshd_config(layout, name, &layout.daemon_path()));
+        part(&config::sshd_config(
+            layout,
+            name,
+            &layout.daemon_path(containerd),
+        ));
     }
     hasher.finalize().to_hex().to_string()
 }
 
-fn check_programs(layout: &LabLayout) -> Result<(), LabError> {
-    for program in ["containerd", "dockerd", "runc"] {
-        let path = layout.deps.join("bin").join(program);
+fn check_programs(layout: &LabLayout, hosts: &[LabHost]) -> Result<(), LabError> {
+    let mut programs = vec![
+        layout.deps.join("bin/containerd"),
+        layout.deps.join("bin/dockerd"),
+        layout.deps.join("bin/runc"),
+    ];
+    for host in hosts {
+        programs.push(host.containerd.bin_dir(&layout.deps).join("containerd"));
+    }
+    for path in programs {
         if !path.exists() {
             return Err(LabError::Setup(format!(
-                "{} is missing: run scripts/install-deps first (it installs docker 26 and containerd 1.7 into {})",
+                "{} is missing: run scripts/install-deps first (it installs docker 26, containerd 1.7 and 2.1 into {})",
                 path.display(),
                 layout.deps.display()
             )));
@@ -788,7 +966,85 @@ fn network_up(hosts: &[LabHost]) -> Result<(), LabError> {
     Ok(())
 }
 
-/// The plain-HTTP registry, or its HTTPS twin on the same storage.
+/// The lab's registries: an open one and one that wants credentials, each
+/// over plain HTTP and as an HTTPS twin on the same storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LabRegistry {
+    Open,
+    OpenTls,
+    Auth,
+    AuthTls,
+}
+
+impl LabRegistry {
+    const ALL: [LabRegistry; 4] = [
+        LabRegistry::Open,
+        LabRegistry::OpenTls,
+        LabRegistry::Auth,
+        LabRegistry::AuthTls,
+    ];
+
+    /// Its name in the state file's records and its files' names.
+    fn name(self) -> &'static str {
+        match self {
+            LabRegistry::Open => "registry",
+            LabRegistry::OpenTls => "registry-tls",
+            LabRegistry::Auth => "registry-auth",
+            LabRegistry::AuthTls => "registry-auth-tls",
+        }
+    }
+
+    fn what(self) -> &'static str {
+        match self {
+            LabRegistry::Open => "registry",
+            LabRegistry::OpenTls => "registry over TLS",
+            LabRegistry::Auth => "registry with credentials",
+            LabRegistry::AuthTls => "registry with credentials over TLS",
+        }
+    }
+
+    fn tls(self) -> bool {
+        matches!(self, LabRegistry::OpenTls | LabRegistry::AuthTls)
+    }
+
+    fn authenticated(self) -> bool {
+        matches!(self, LabRegistry::Auth | LabRegistry::AuthTls)
+    }
+
+    fn address(self, layout: &LabLayout) -> String {
+        match self {
+            LabRegistry::Open => layout.registry_address(),
+            LabRegistry::OpenTls => layout.registry_tls_address(),
+            LabRegistry::Auth => layout.auth_registry_address(),
+            LabRegistry::AuthTls => layout.auth_registry_tls_address(),
+        }
+    }
+
+    /// Its config, log and storage folder; a pair shares one.
+    fn dir(self, layout: &LabLayout) -> PathBuf {
+        if self.authenticated() {
+            layout.auth_registry_dir()
+        } else {
+            layout.root.join("registry")
+        }
+    }
+
+    /// The distribution config; `tls` is the certificate and key the HTTPS
+    /// twins serve.
+    fn config(self, layout: &LabLayout, tls: (&Path, &Path)) -> String {
+        let dir = self.dir(layout);
+        config::registry_config(
+            &dir.join("data"),
+            &self.address(layout),
+            self.tls().then_some(tls),
+            self.authenticated()
+                .then(|| dir.join(config::HTPASSWD))
+                .as_deref(),
+        )
+    }
+}
+
+/// How a lab registry is started and checked.
 struct RegistryParts {
     address: String,
     config: PathBuf,
@@ -797,25 +1053,23 @@ struct RegistryParts {
 }
 
 impl RegistryParts {
-    fn new(layout: &LabLayout, tls: bool) -> RegistryParts {
-        let (address, name) = if tls {
-            (layout.registry_tls_address(), "registry-tls")
-        } else {
-            (layout.registry_address(), "registry")
-        };
-        let dir = layout.root.join("registry");
-        let probe = if tls {
-            Probe::TlsRegistry {
+    fn new(layout: &LabLayout, kind: LabRegistry) -> RegistryParts {
+        let address = kind.address(layout);
+        let dir = kind.dir(layout);
+        let probe = match kind {
+            LabRegistry::Open => Probe::Registry {
                 address: address.clone(),
-            }
-        } else {
-            Probe::Registry {
+            },
+            LabRegistry::Auth => Probe::AuthRegistry {
                 address: address.clone(),
-            }
+            },
+            LabRegistry::OpenTls | LabRegistry::AuthTls => Probe::TlsRegistry {
+                address: address.clone(),
+            },
         };
         RegistryParts {
-            config: dir.join(format!("{name}.yml")),
-            log: dir.join(format!("{name}.log")),
+            config: dir.join(format!("{}.yml", kind.name())),
+            log: dir.join(format!("{}.log", kind.name())),
             address,
             probe,
         }
@@ -826,30 +1080,23 @@ impl RegistryParts {
     }
 }
 
-/// The plain-HTTP registry, or with `tls` its HTTPS twin on the same storage.
-/// It runs in a mount namespace of its own (a slave of the machine's, so it
-/// sees the same files): no lab process shares the runner's, which is what
-/// lets `down` refuse to signal anything that does.
+/// One of the lab's registries. It runs in a mount namespace of its own (a
+/// slave of the machine's, so it sees the same files): no lab process
+/// shares the runner's, which is what lets `down` refuse to signal anything
+/// that does.
 fn start_registry(
     layout: &LabLayout,
-    tls: Option<&config::TlsFiles>,
+    kind: LabRegistry,
+    tls: &config::TlsFiles,
     runner: &Runner,
 ) -> Result<ProcessIdentity, LabError> {
-    let dir = layout.root.join("registry");
     let RegistryParts {
         address,
         config,
         log,
         probe,
-    } = RegistryParts::new(layout, tls.is_some());
-    write_file(
-        &config,
-        &config::registry_config(
-            &dir.join("data"),
-            &address,
-            tls.map(|files| (files.certificate.as_path(), files.key.as_path())),
-        ),
-    )?;
+    } = RegistryParts::new(layout, kind);
+    write_file(&config, &kind.config(layout, (&tls.certificate, &tls.key)))?;
     let spawned = Daemon::new("unshare")
         .args(["--mount", "--propagation", "slave", "--"])
         .args([
@@ -995,11 +1242,12 @@ fn in_anchor(anchor: u32, program: &str) -> Daemon {
 fn start_engines(
     layout: &LabLayout,
     name: &str,
+    containerd: ContainerdRelease,
     network: Option<&str>,
     runner: &Runner,
 ) -> Result<EngineSet, LabError> {
     let anchor = start_anchor(layout, name, network, runner)?;
-    match start_daemons(layout, name, &anchor, runner) {
+    match start_daemons(layout, name, containerd, &anchor, runner) {
         Ok((containerd, dockerd)) => Ok(EngineSet {
             anchor,
             containerd,
@@ -1020,24 +1268,27 @@ fn start_engines(
 fn start_daemons(
     layout: &LabLayout,
     name: &str,
+    containerd: ContainerdRelease,
     anchor: &ProcessIdentity,
     runner: &Runner,
 ) -> Result<(ProcessIdentity, ProcessIdentity), LabError> {
     let dir = layout.host_dir(name);
-    let path = format!("PATH={}", layout.daemon_path());
+    let path = format!("PATH={}", layout.daemon_path(containerd));
     // Go's TLS stack reads SSL_CERT_FILE: both daemons trust the lab CA (and
     // the machine's CAs) without touching the machine's trust store.
     let trust = format!("SSL_CERT_FILE={}", layout.trust_bundle().display());
     let containerd_config = dir.join("containerd/config.toml");
-    write_file(&containerd_config, &config::containerd_config(&dir))?;
-    let hosts_toml = dir
-        .join("containerd/certs.d")
-        .join(layout.registry_address())
-        .join("hosts.toml");
     write_file(
-        &hosts_toml,
-        &config::registry_hosts_toml(&layout.registry_address()),
+        &containerd_config,
+        &config::containerd_config(&dir, containerd),
     )?;
+    for address in layout.registry_addresses() {
+        let hosts_toml = dir
+            .join("containerd/certs.d")
+            .join(&address)
+            .join("hosts.toml");
+        write_file(&hosts_toml, &config::registry_hosts_toml(&address))?;
+    }
     let log = dir.join("log/containerd.log");
     let spawned = in_anchor(anchor.pid, "env")
         .args([
@@ -1061,7 +1312,7 @@ fn start_daemons(
     let daemon_json = dir.join("docker/daemon.json");
     write_file(
         &daemon_json,
-        &config::docker_daemon_json(&dir, name, &layout.registry_address()),
+        &config::docker_daemon_json(&dir, name, &layout.registry_addresses()),
     )?;
     let log = dir.join("log/dockerd.log");
     let spawned = in_anchor(anchor.pid, "env")
@@ -1086,12 +1337,18 @@ fn start_daemons(
 
 fn start_host(layout: &LabLayout, host: &LabHost, runner: &Runner) -> Result<HostState, LabError> {
     let namespace = host_namespace(&host.name);
-    let engines = start_engines(layout, &host.name, Some(&namespace), runner)?;
+    let engines = start_engines(
+        layout,
+        &host.name,
+        host.containerd,
+        Some(&namespace),
+        runner,
+    )?;
     let dir = layout.host_dir(&host.name);
     let sshd_config = dir.join("ssh/sshd_config");
     write_file(
         &sshd_config,
-        &config::sshd_config(layout, &host.name, &layout.daemon_path()),
+        &config::sshd_config(layout, &host.name, &layout.daemon_path(host.containerd)),
     )?;
     let log = dir.join("log/sshd.log");
     let spawned = in_anchor(engines.anchor.pid, "/usr/sbin/sshd")
@@ -1209,13 +1466,7 @@ fn stop_recorded(state: &LabState, runner: &Runner, report: &mut dyn FnMut(&str)
         report("builder engine");
         stop_engine_set(builder, "builder", &[], runner, report);
     }
-    let registries: Vec<Recorded<'_>> = [
-        ("registry", &state.registry),
-        ("registry-tls", &state.registry_tls),
-    ]
-    .into_iter()
-    .filter_map(|(name, process)| process.as_ref().map(|process| Recorded::new(name, process)))
-    .collect();
+    let registries = state.recorded_registries();
     if !registries.is_empty() {
         report("registry");
         terminate(&registries, Duration::from_secs(5), runner, report);
@@ -1267,6 +1518,43 @@ pub fn status(layout: &LabLayout) -> Vec<(String, String, bool)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn containerd_release_defaults_to_2_and_a_host_setting_wins() {
+        let mut hosts = default_hosts(3);
+        assert!(
+            hosts
+                .iter()
+                .all(|host| host.containerd == ContainerdRelease::V2)
+        );
+        let choices = ["lab-arm64=2".to_string(), "1.7".to_string()];
+        choose_containerd(&mut hosts, &choices).expect("valid choices");
+        let releases: Vec<_> = hosts.iter().map(|host| host.containerd.as_str()).collect();
+        assert_eq!(releases, ["1.7", "2", "1.7"]);
+
+        let unknown = choose_containerd(&mut hosts, &["lab-mips=2".to_string()]);
+        assert_eq!(
+            unknown.expect_err("no such host"),
+            "--containerd lab-mips=2: the lab has no host `lab-mips`"
+        );
+        let release = choose_containerd(&mut hosts, &["1.6".to_string()]);
+        assert_eq!(
+            release.expect_err("no such release"),
+            "--containerd 1.6: the lab runs containerd `2` or `1.7`"
+        );
+        // Each release has its own programs, and a 1.7 host's PATH has no 2.x folder.
+        let layout = LabLayout::new(PathBuf::from("lab"), PathBuf::from("deps"));
+        assert!(
+            layout
+                .daemon_path(ContainerdRelease::V2)
+                .starts_with("lab/bin:deps/containerd-2/bin:deps/bin:")
+        );
+        assert!(
+            layout
+                .daemon_path(ContainerdRelease::V1_7)
+                .starts_with("lab/bin:deps/bin:/usr")
+        );
+    }
 
     /// A second `up` while another folder's lab runs refuses, naming that
     /// folder, before it makes anything. The "running" lab is one process

@@ -16,6 +16,9 @@ pub const ANSWER_LIMIT: Duration = Duration::from_secs(2);
 pub enum Probe {
     /// An HTTP registry: `GET /v2/` answers 200.
     Registry { address: String },
+    /// An HTTP registry that wants credentials: `GET /v2/` without them
+    /// answers 401 with a Basic challenge.
+    AuthRegistry { address: String },
     /// An HTTPS registry. A plain HTTP request gets Go's TLS server's own
     /// answer (400, "client sent an HTTP request to an HTTPS server"): proof
     /// that the server reads and answers, without a TLS client here.
@@ -35,6 +38,24 @@ impl Probe {
             Probe::Registry { address } => {
                 let answer = http_exchange(address, "GET /v2/ HTTP/1.0\r\n\r\n")?;
                 expect_status(&answer, "200", "GET /v2/")
+            }
+            Probe::AuthRegistry { address } => {
+                let answer = http_exchange(address, "GET /v2/ HTTP/1.0\r\n\r\n")?;
+                expect_status(&answer, "401", "GET /v2/ without credentials")?;
+                let challenged = answer
+                    .lines()
+                    .take_while(|line| !line.is_empty())
+                    .any(|line| {
+                        let line = line.to_ascii_lowercase();
+                        line.starts_with("www-authenticate:") && line.contains("basic")
+                    });
+                if challenged {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "GET /v2/ on {address} answered 401 without a Basic challenge"
+                    ))
+                }
             }
             Probe::TlsRegistry { address } => {
                 let answer = http_exchange(address, "GET /v2/ HTTP/1.0\r\n\r\n")?;
@@ -80,6 +101,7 @@ impl Probe {
     pub fn tcp_port(&self) -> Option<u16> {
         match self {
             Probe::Registry { address }
+            | Probe::AuthRegistry { address }
             | Probe::TlsRegistry { address }
             | Probe::Ssh { address } => address
                 .parse::<SocketAddr>()
@@ -316,6 +338,25 @@ mod tests {
         rustix::process::kill_process(pid, signal).expect("signal the registry");
     }
 
+    const REGISTRY: &str = "/usr/bin/docker-registry";
+
+    /// The lab's registry program with `config`, stopped when dropped.
+    fn serve_registry(config: &Path) -> Child {
+        assert!(
+            Path::new(REGISTRY).exists(),
+            "{REGISTRY} is missing: run scripts/install-deps first"
+        );
+        Child(
+            std::process::Command::new(REGISTRY)
+                .arg("serve")
+                .arg(config)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("start the registry"),
+        )
+    }
+
     fn free_port() -> u16 {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         listener.local_addr().expect("address").port()
@@ -340,11 +381,6 @@ mod tests {
     #[test]
     fn a_stopped_registry_is_not_serving_and_a_continued_one_is() {
         use rustix::process::Signal;
-        const REGISTRY: &str = "/usr/bin/docker-registry";
-        assert!(
-            Path::new(REGISTRY).exists(),
-            "{REGISTRY} is missing: run scripts/install-deps first"
-        );
         let dir = tempfile::tempdir().expect("temporary folder");
         let (key, certificate) = (dir.path().join("key.pem"), dir.path().join("cert.pem"));
         let made = std::process::Command::new("openssl")
@@ -372,18 +408,15 @@ mod tests {
             let config = dir.path().join(format!("registry-{tls}.yml"));
             fs_err::write(
                 &config,
-                super::super::config::registry_config(&dir.path().join("data"), &address, files),
+                super::super::config::registry_config(
+                    &dir.path().join("data"),
+                    &address,
+                    files,
+                    None,
+                ),
             )
             .expect("write the config");
-            let registry = Child(
-                std::process::Command::new(REGISTRY)
-                    .arg("serve")
-                    .arg(&config)
-                    .stdout(std::process::Stdio::null())
-                    .stderr(std::process::Stdio::null())
-                    .spawn()
-                    .expect("start the registry"),
-            );
+            let registry = serve_registry(&config);
             let probe = if tls {
                 Probe::TlsRegistry { address }
             } else {
@@ -407,6 +440,71 @@ mod tests {
             probe
                 .ask()
                 .unwrap_or_else(|why| panic!("continued, it serves again: {why}"));
+        }
+    }
+
+    /// The lab's registry with credentials, from the files `lab up` writes:
+    /// the probe sees its Basic challenge (the open registry's probe does
+    /// not pass), and the user and password of the Docker config it wrote
+    /// are the ones the htpasswd file admits.
+    #[tokio::test]
+    async fn the_registry_with_credentials_admits_the_user_it_was_made_with() {
+        use crate::backend::credentials::CredentialLookup;
+        use crate::backend::registry::{ImageRef, RegistryClient, RegistryError};
+        let dir = tempfile::tempdir().expect("temporary folder");
+        let address = format!("127.0.0.1:{}", free_port());
+        super::super::config::auth_registry_user(
+            dir.path(),
+            "lab-user",
+            std::slice::from_ref(&address),
+        )
+        .expect("user files");
+        let config = dir.path().join("registry-auth.yml");
+        fs_err::write(
+            &config,
+            super::super::config::registry_config(
+                &dir.path().join("data"),
+                &address,
+                None,
+                Some(&dir.path().join(super::super::config::HTPASSWD)),
+            ),
+        )
+        .expect("write the config");
+        let _registry = serve_registry(&config);
+        let probe = Probe::AuthRegistry {
+            address: address.clone(),
+        };
+        until_ready(&probe).unwrap_or_else(|why| panic!("{probe:?} never served: {why}"));
+        let open = Probe::Registry {
+            address: address.clone(),
+        };
+        assert!(open.ask().is_err(), "it wants credentials");
+
+        let lookup = CredentialLookup {
+            docker_config: Some(dir.path().join("docker/config.json")),
+            ..CredentialLookup::default()
+        };
+        let credentials = lookup.resolve(&address).expect("readable").expect("found");
+        assert_eq!(credentials.username, "lab-user");
+        let image = ImageRef::parse(&format!("{address}/none/such:tag")).expect("reference");
+        // Admitted: the registry says the image is not there.
+        let error = RegistryClient::with_credentials(Some(credentials))
+            .manifest(&image)
+            .await
+            .expect_err("no such image");
+        assert!(
+            matches!(&error, RegistryError::Request { message, .. } if message.contains("404")),
+            "{error}"
+        );
+        for file in ["htpasswd", "docker/config.json"] {
+            let mode = fs_err::metadata(dir.path().join(file))
+                .expect("written")
+                .permissions();
+            assert_eq!(
+                std::os::unix::fs::PermissionsExt::mode(&mode) & 0o077,
+                0,
+                "{file} is its owner's only"
+            );
         }
     }
 

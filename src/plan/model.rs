@@ -10,7 +10,8 @@ use serde_json::{Map, Value};
 use super::fingerprint::Fingerprint;
 use super::target::Target;
 use crate::inventory::HostSettings;
-use crate::spec::{Engine, MarkerSpec, RunOrder, RuntimeKind, Scenario};
+use crate::results::stats;
+use crate::spec::{Engine, MarkerSpec, RunMetric, RunOrder, RuntimeKind, Scenario};
 
 #[derive(Debug, Clone)]
 pub struct Experiment {
@@ -244,10 +245,69 @@ pub struct Cell {
 
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Measure {
+    /// Measured runs per cell; with `until`, the most a cell gets.
     pub repetitions: u32,
     pub warmup: u32,
     pub order: RunOrder,
     pub seed: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub until: Option<Until>,
+}
+
+/// When a cell has been measured often enough: once the distribution-free
+/// 95% interval of the median of `metric` (order statistics, see
+/// [`stats::median_order_interval`]) is narrower than `ci_width` times the
+/// median, after at least `min` ok runs. It depends on the values alone, not
+/// on their order, so a resume that finds the same runs decides the same.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Until {
+    pub metric: RunMetric,
+    /// A fraction of the median: 0.05 is 5%.
+    pub ci_width: f64,
+    pub min: u32,
+}
+
+impl Until {
+    /// Whether these values (of `metric`, from a cell's ok runs) meet the target.
+    pub fn met(&self, values: &[f64]) -> bool {
+        let finite = values.iter().filter(|v| v.is_finite()).count();
+        finite >= self.min as usize
+            && self.narrow_enough(stats::median(values), stats::median_order_interval(values))
+    }
+
+    /// How many of these values, taken in the order they were measured,
+    /// first met the target; `None` if they never did.
+    pub fn runs_to_target(&self, values: &[f64]) -> Option<usize> {
+        let mut sorted: Vec<f64> = Vec::with_capacity(values.len());
+        for (index, value) in values.iter().enumerate() {
+            if value.is_finite() {
+                let at = sorted.partition_point(|seen| seen.total_cmp(value).is_lt());
+                sorted.insert(at, *value);
+            }
+            if self.met_sorted(&sorted) {
+                return Some(index + 1);
+            }
+        }
+        None
+    }
+
+    fn met_sorted(&self, sorted: &[f64]) -> bool {
+        sorted.len() >= self.min as usize
+            && self.narrow_enough(
+                stats::median(sorted),
+                stats::median_order_interval_of_sorted(sorted),
+            )
+    }
+
+    fn narrow_enough(&self, median: Option<f64>, interval: Option<stats::Interval>) -> bool {
+        match (median, interval) {
+            // A width relative to a median of zero or below means nothing.
+            (Some(median), Some((low, high))) => {
+                median > 0.0 && high - low <= self.ci_width * median
+            }
+            _ => false,
+        }
+    }
 }
 
 /// Timeout and retry count of one stage kind.
@@ -264,5 +324,44 @@ pub struct StageLimits(pub [StageLimit; super::StageKind::ALL.len()]);
 impl StageLimits {
     pub fn get(&self, kind: super::StageKind) -> StageLimit {
         self.0[kind.index()]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const UNTIL: Until = Until {
+        metric: RunMetric::ToMainMs,
+        ci_width: 0.05,
+        min: 6,
+    };
+
+    #[test]
+    fn until_is_met_once_the_order_interval_is_narrow_enough() {
+        // Six values: the interval is the smallest to the largest, 99 to
+        // 102, 3 wide against a median of 100.5, under 5 % of it (5.025).
+        let close = [100.0, 101.0, 99.0, 102.0, 100.0, 101.0];
+        assert!(UNTIL.met(&close));
+        assert!(!UNTIL.met(&close[..5]), "fewer than `min` runs");
+        // 99 to 106: 7 wide, over 5 % of the median (5.025).
+        assert!(!UNTIL.met(&[100.0, 101.0, 99.0, 106.0, 100.0, 101.0]));
+        assert!(
+            !UNTIL.met(&[0.0; 8]),
+            "a median of zero has no relative width"
+        );
+    }
+
+    #[test]
+    fn runs_to_target_counts_in_the_order_measured() {
+        // Up to eight runs the interval is the smallest to the largest value,
+        // the outlier; from nine on it is the 2nd to the 8th, without it.
+        let mut values = vec![100.0, 300.0, 101.0, 99.0, 100.0, 101.0, 100.0, 101.0];
+        assert_eq!(UNTIL.runs_to_target(&values), None);
+        values.extend([100.0, 100.0]);
+        assert_eq!(UNTIL.runs_to_target(&values), Some(9));
+        assert!(UNTIL.met(&values));
+        let min = Until { min: 8, ..UNTIL };
+        assert_eq!(min.runs_to_target(&[100.0; 12]), Some(8));
     }
 }

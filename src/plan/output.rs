@@ -239,6 +239,16 @@ pub fn to_table(plan: &Plan) -> String {
         if measure.repetitions == 1 { "" } else { "s" },
         measure.warmup
     );
+    if let Some(until) = measure.until {
+        let _ = writeln!(
+            out,
+            "            until the 95 % interval of the median {} is within {} % of it, after {} to {} runs",
+            until.metric.as_str(),
+            until.ci_width * 100.0,
+            until.min,
+            measure.repetitions
+        );
+    }
     for (index, host) in experiment.hosts.iter().enumerate() {
         let via = match &host.connection {
             Connection::Local => "local".to_string(),

@@ -11,22 +11,26 @@ use super::fingerprint::{Fingerprint, FingerprintBuilder, hash_tree};
 use super::inputs;
 use super::model::{
     BaseImage, Cell, DataCopy, Debootstrap, EnvVar, Experiment, Image, Measure, Precompiler,
-    StageLimit, StageLimits, VendorSource, WorkloadImages, WorkloadRun,
+    StageLimit, StageLimits, Until, VendorSource, WorkloadImages, WorkloadRun,
 };
 use super::names;
 use super::target::Target;
 use crate::diagnostic::{Diagnostic, Diagnostics, SourceLocation};
 use crate::inventory::{Connection, HostDirectory, HostSettings};
 use crate::limits::{MAX_CELLS, MAX_REPETITIONS, MAX_RETRIES, MAX_STAGES, MAX_TIMEOUT, MAX_WARMUP};
+use crate::results::stats;
 use crate::spec::{
-    ExperimentSpec, Located, MarkerSpec, PerStageKind, RunOrder, RuntimeKind, Scenario, TimeUnit,
-    VarMap, WorkloadManifest,
+    ExperimentSpec, Located, MarkerSpec, PerStageKind, RunMetric, RunOrder, RuntimeKind, Scenario,
+    TimeUnit, UntilSpec, VarMap, WorkloadManifest,
 };
 
 /// The marker the shipped workloads print first thing in `main`.
 pub const DEFAULT_MARKER_PATTERN: &str = r"PIPELINE_MAIN_START_NS=(?P<ts>\d+)";
 const DEFAULT_REPOSITORY: &str = "{experiment}/{workload}-{language}";
 const DEFAULT_TAG: &str = "{variant}";
+/// Runs of a cell before `measure.until` is looked at, unless `min` says:
+/// the fewest with a distribution-free 95 % interval of the median.
+const UNTIL_MIN_DEFAULT: u32 = 6;
 const PLACEHOLDERS: [&str; 4] = ["experiment", "workload", "language", "variant"];
 
 /// Where the spec's relative paths lead.
@@ -328,12 +332,69 @@ impl<'a> Resolver<'a> {
                 .finish()
                 .to_u64()
         });
+        let until = measure
+            .until
+            .as_ref()
+            .and_then(|until| self.until(until, repetitions));
         Measure {
             repetitions,
             warmup,
             order: measure.order.unwrap_or(RunOrder::Interleaved),
             seed,
+            until,
         }
+    }
+
+    fn until(&mut self, until: &Located<UntilSpec>, repetitions: u32) -> Option<Until> {
+        let spec = &until.value;
+        let ci_width = spec.ci_width.value;
+        let mut valid = true;
+        if !(ci_width > 0.0 && ci_width <= 1.0) {
+            self.error_with_help(
+                &spec.ci_width,
+                format!("`ci_width` is {ci_width}, not a fraction above 0 and at most 1"),
+                "it is relative to the median: 0.05 stops a cell once its interval is narrower than 5 % of its median",
+            );
+            valid = false;
+        }
+        let min = spec.min.as_ref().map_or(UNTIL_MIN_DEFAULT, |min| min.value);
+        // Where a problem with `min` shows: its value, or `until` when it is the default.
+        let min_at = match &spec.min {
+            Some(min) => self.at(min),
+            None => self.at(until),
+        };
+        if (min as usize) < stats::MEDIAN_ORDER_INTERVAL_MIN {
+            self.diagnostics.push(
+                Diagnostic::at(
+                    min_at,
+                    format!(
+                        "`min` is {min}, fewer than the {} runs a 95 % interval of the median needs",
+                        stats::MEDIAN_ORDER_INTERVAL_MIN
+                    ),
+                )
+                .with_help(
+                    "of five runs, even the fastest and the slowest enclose the median only 93.75 % of the time",
+                ),
+            );
+            valid = false;
+        } else if min > repetitions {
+            let message = if spec.min.is_some() {
+                format!(
+                    "`min` is {min}, more than `repetitions` ({repetitions}), the most a cell gets"
+                )
+            } else {
+                format!(
+                    "`until` needs at least {min} runs per cell (its default `min`), more than `repetitions` ({repetitions})"
+                )
+            };
+            self.diagnostics.push(Diagnostic::at(min_at, message));
+            valid = false;
+        }
+        valid.then(|| Until {
+            metric: spec.metric.unwrap_or(RunMetric::ToMainMs),
+            ci_width,
+            min,
+        })
     }
 
     fn limits(&mut self) -> StageLimits {

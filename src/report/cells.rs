@@ -129,6 +129,27 @@ pub(crate) struct Cell {
     /// The median's bootstrap 95% interval, from `summary.parquet`: it needs
     /// the experiment's seed, which only the writer knows.
     median_intervals: BTreeMap<Metric, (f64, f64)>,
+    /// How the cell fared against `measure.until`, from `summary.parquet`.
+    pub until: Option<UntilStatus>,
+}
+
+/// A cell against `measure.until`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct UntilStatus {
+    /// Ok runs, in the order they started, after which the target was met.
+    pub runs_to_target: Option<u64>,
+    /// Some planned runs were left out.
+    pub stopped_early: bool,
+}
+
+impl UntilStatus {
+    pub fn describe(self) -> String {
+        match (self.runs_to_target, self.stopped_early) {
+            (Some(runs), true) => format!("met after {runs} runs, stopped"),
+            (Some(runs), false) => format!("met after {runs} runs"),
+            (None, _) => "not met".to_string(),
+        }
+    }
 }
 
 impl Cell {
@@ -324,6 +345,7 @@ pub(crate) fn cells(tables: &Tables, hosts: &BTreeMap<String, HostInfo>) -> Vec<
                     runs: Vec::new(),
                     summaries: BTreeMap::new(),
                     median_intervals: BTreeMap::new(),
+                    until: None,
                 })
                 .runs
                 .push(run.clone());
@@ -346,6 +368,7 @@ pub(crate) fn cells(tables: &Tables, hosts: &BTreeMap<String, HostInfo>) -> Vec<
                     runs: Vec::new(),
                     summaries: BTreeMap::new(),
                     median_intervals: BTreeMap::new(),
+                    until: None,
                 })
                 .summaries
                 .insert(
@@ -366,6 +389,14 @@ pub(crate) fn cells(tables: &Tables, hosts: &BTreeMap<String, HostInfo>) -> Vec<
             && let Some(cell) = by_key.get_mut(&CellKey::of_summary(row))
         {
             cell.median_intervals.insert(metric, interval);
+        }
+        if let Some(met) = row.until_met
+            && let Some(cell) = by_key.get_mut(&CellKey::of_summary(row))
+        {
+            cell.until = Some(UntilStatus {
+                runs_to_target: row.runs_to_target.filter(|_| met),
+                stopped_early: row.stopped_early.unwrap_or(false),
+            });
         }
     }
     by_key.into_values().collect()
@@ -441,6 +472,66 @@ mod tests {
         // Not in hosts.parquet: its native arm64 images say what it is.
         assert!(hosts["c"].emulated);
         assert_eq!(hosts["c"].architecture.as_deref(), Some("aarch64"));
+    }
+
+    #[test]
+    fn until_comes_from_the_summary_and_shows_in_the_cells_table() {
+        let summary =
+            |target: &str, met: Option<bool>, runs: Option<u64>, stopped: bool| SummaryRow {
+                workload: "w".into(),
+                language: "rust".into(),
+                variant: "optimized".into(),
+                target: target.into(),
+                host: "h".into(),
+                engine: "docker".into(),
+                runtime: "runc".into(),
+                scenario: "fresh".into(),
+                metric: "to_main_ms".into(),
+                n: 1,
+                median: 1.0,
+                mean: 1.0,
+                ci95_low: 1.0,
+                ci95_high: 1.0,
+                median_ci95: None,
+                until_met: met,
+                runs_to_target: runs,
+                stopped_early: met.map(|_| stopped),
+            };
+        let tables = Tables {
+            runs: Some(vec![
+                run("h", "linux/amd64", true, 1.0, 1.0),
+                run("h", "linux/arm64", true, 1.0, 1.0),
+                run("h", "wasm", true, 1.0, 1.0),
+                run("h", "linux/riscv64", true, 1.0, 1.0),
+            ]),
+            summary: Some(vec![
+                summary("linux/amd64", Some(true), Some(6), true),
+                summary("linux/arm64", Some(true), Some(20), false),
+                summary("wasm", Some(false), None, false),
+                summary("linux/riscv64", None, None, false),
+            ]),
+            ..Tables::default()
+        };
+        let cells = cells(&tables, &BTreeMap::new());
+        let table = super::super::tables::cells_table(&cells, &BTreeMap::new());
+        let target = table.columns.iter().position(|c| c == "target").unwrap();
+        let until = table.columns.iter().position(|c| c == "until").unwrap();
+        let mut shown: Vec<(String, String)> = table
+            .rows
+            .iter()
+            .filter(|row| row.contains(&"to_main_ms".to_string()))
+            .map(|row| (row[target].clone(), row[until].clone()))
+            .collect();
+        shown.sort();
+        assert_eq!(
+            shown,
+            [
+                ("linux/amd64".into(), "met after 6 runs, stopped".into()),
+                ("linux/arm64".into(), "met after 20 runs".into()),
+                ("linux/riscv64".into(), String::new()),
+                ("wasm".into(), "not met".into()),
+            ]
+        );
     }
 
     #[test]

@@ -70,6 +70,10 @@ pub(crate) struct SummaryRow {
     pub ci95_high: f64,
     /// The median's bootstrap interval; absent from older tables.
     pub median_ci95: Option<(f64, f64)>,
+    /// Whether the cell met `measure.until`; `None` without it.
+    pub until_met: Option<bool>,
+    pub runs_to_target: Option<u64>,
+    pub stopped_early: Option<bool>,
 }
 
 /// One row of `effects.parquet`: one metric of a native/wasm pair of cells.
@@ -416,6 +420,9 @@ fn summary_rows(path: &Path, batches: &[RecordBatch]) -> Result<Vec<SummaryRow>,
         let low = columns.required_float("ci95_low")?;
         let high = columns.required_float("ci95_high")?;
         let median_ci95 = columns.interval("median_ci95_low", "median_ci95_high")?;
+        let until_met = columns.flag("until_met")?;
+        let runs_to_target = columns.unsigned("runs_to_target")?;
+        let stopped_early = columns.flag("stopped_early")?;
         for row in 0..batch.num_rows() {
             rows.push(SummaryRow {
                 workload: workload[row].clone(),
@@ -433,6 +440,9 @@ fn summary_rows(path: &Path, batches: &[RecordBatch]) -> Result<Vec<SummaryRow>,
                 ci95_low: low[row],
                 ci95_high: high[row],
                 median_ci95: median_ci95[row],
+                until_met: until_met[row],
+                runs_to_target: runs_to_target[row],
+                stopped_early: stopped_early[row],
             });
         }
     }

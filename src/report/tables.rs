@@ -289,6 +289,9 @@ pub(crate) fn cells_table(cells: &[Cell], hosts: &BTreeMap<String, HostInfo>) ->
                 status.to_string(),
                 cell.total_runs().to_string(),
                 cell.failed_count().to_string(),
+                cell.until
+                    .map(super::cells::UntilStatus::describe)
+                    .unwrap_or_default(),
             ];
             if let Some(summary) = summary {
                 let [median_low, median_high] =
@@ -316,7 +319,8 @@ pub(crate) fn cells_table(cells: &[Cell], hosts: &BTreeMap<String, HostInfo>) ->
                the same run. The median's ci95 is the seeded percentile bootstrap interval \
                summary.parquet records (none for startup_ms, which it does not summarise); the \
                mean's is Student's t interval. A cell whose every run failed is listed with \
-               status failed; `emulated` marks cells measured on an emulated host."
+               status failed; `emulated` marks cells measured on an emulated host. `until` says \
+               after how many runs a cell met `measure.until` and whether it then stopped."
             .into(),
         columns: [
             "workload",
@@ -332,6 +336,7 @@ pub(crate) fn cells_table(cells: &[Cell], hosts: &BTreeMap<String, HostInfo>) ->
             "status",
             "runs",
             "failed runs",
+            "until",
             "n",
             "median (ms)",
             "median ci95 low (ms)",

@@ -5,7 +5,7 @@
 mod effects;
 pub mod stats;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -25,6 +25,7 @@ use crate::events::{
 use crate::journal::{JournalState, Outcome};
 use crate::plan::fingerprint::FingerprintBuilder;
 use crate::plan::{Plan, StageWork};
+use crate::spec::RunMetric;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ResultsError {
@@ -157,6 +158,9 @@ impl ResultsWriter {
                 (StageWork::Run(run), StageOutput::Run(record)) if !run.warmup => {
                     collected.runs.insert(node.index(), record.clone());
                 }
+                (StageWork::Run(run), StageOutput::NotNeeded { .. }) => {
+                    collected.not_needed.insert(run.cell);
+                }
                 _ => {}
             }
         }
@@ -184,7 +188,12 @@ impl ResultsWriter {
                 result_columns(&self.plan, &collected.runs, &collected.hosts),
             )?;
             let runs: Vec<(usize, RunRecord)> = collected.runs.into_iter().collect();
-            write_summary(&self.plan, &runs, &self.dir.join("summary.parquet"))?;
+            write_summary(
+                &self.plan,
+                &runs,
+                &collected.not_needed,
+                &self.dir.join("summary.parquet"),
+            )?;
             effects::write_effects(&self.plan, &runs, &self.dir.join("effects.parquet"))?;
         }
         Ok(())
@@ -214,6 +223,8 @@ struct Collected {
     images: BTreeMap<usize, ImageRecord>,
     hosts: BTreeMap<usize, HostFacts>,
     runs: BTreeMap<usize, RunRecord>,
+    /// Cells with runs left out because they met `measure.until`.
+    not_needed: BTreeSet<usize>,
 }
 
 impl EventSink for ResultsWriter {
@@ -524,40 +535,88 @@ fn result_columns(
     ]
 }
 
-/// The measured runs that were ok, by cell.
-fn ok_runs_by_cell<'a>(
-    plan: &Plan,
+/// The measured runs that were ok: cell, node and record, in plan order.
+fn ok_measured_runs<'a>(
+    plan: &'a Plan,
     runs: &'a [(usize, RunRecord)],
-) -> BTreeMap<usize, Vec<&'a RunRecord>> {
-    let mut by_cell: BTreeMap<usize, Vec<&RunRecord>> = BTreeMap::new();
-    for (node, record) in runs {
-        if let StageWork::Run(run) = &plan
+) -> impl Iterator<Item = (usize, usize, &'a RunRecord)> {
+    runs.iter().filter_map(|(node, record)| {
+        match &plan
             .graph
             .stage(petgraph::graph::NodeIndex::new(*node))
             .work
-            && !run.warmup
-            && record.ok
         {
-            by_cell.entry(run.cell).or_default().push(record);
+            StageWork::Run(run) if !run.warmup && record.ok => Some((run.cell, *node, record)),
+            _ => None,
         }
+    })
+}
+
+/// The measured runs that were ok, by cell.
+fn ok_runs_by_cell<'a>(
+    plan: &'a Plan,
+    runs: &'a [(usize, RunRecord)],
+) -> BTreeMap<usize, Vec<&'a RunRecord>> {
+    let mut by_cell: BTreeMap<usize, Vec<&RunRecord>> = BTreeMap::new();
+    for (cell, _, record) in ok_measured_runs(plan, runs) {
+        by_cell.entry(cell).or_default().push(record);
     }
     by_cell
 }
 
 /// Each summarised metric, by column name, with its values over `records`.
 fn metric_values(records: &[&RunRecord]) -> [(&'static str, Vec<f64>); 7] {
-    let values = |field: fn(&RunRecord) -> Option<f64>| -> Vec<f64> {
-        records.iter().filter_map(|record| field(record)).collect()
+    RunMetric::ALL.map(|metric| {
+        let values = records
+            .iter()
+            .filter_map(|record| record.metric(metric))
+            .collect();
+        (metric.as_str(), values)
+    })
+}
+
+/// How a cell fared against `measure.until`.
+#[derive(Debug, Clone, Copy, Default)]
+struct UntilOutcome {
+    /// Ok runs, in the order they started, after which the target was first met.
+    runs_to_target: Option<u64>,
+    /// Some of its planned runs were left out as not needed.
+    stopped_early: bool,
+}
+
+/// Per cell, its [`UntilOutcome`]; empty without `measure.until`.
+fn until_outcomes(
+    plan: &Plan,
+    runs: &[(usize, RunRecord)],
+    not_needed: &BTreeSet<usize>,
+) -> BTreeMap<usize, UntilOutcome> {
+    let Some(until) = plan.experiment.measure.until else {
+        return BTreeMap::new();
     };
-    [
-        ("pull_ms", values(|r| r.pull_ms)),
-        ("create_ms", values(|r| r.create_ms)),
-        ("start_ms", values(|r| r.start_ms)),
-        ("to_main_ms", values(|r| r.to_main_ms)),
-        ("exit_ms", values(|r| r.exit_ms)),
-        ("remove_ms", values(|r| r.remove_ms)),
-        ("run_ms", values(|r| r.run_ms)),
-    ]
+    // The walker looked at the runs as they finished; their start on the
+    // host's clock is that order, the plan's order breaks ties.
+    let mut started: BTreeMap<usize, Vec<(u64, usize, f64)>> = BTreeMap::new();
+    for (cell, node, record) in ok_measured_runs(plan, runs) {
+        if let Some(value) = record.metric(until.metric) {
+            started.entry(cell).or_default().push((
+                record.started_at_ms.unwrap_or(u64::MAX),
+                node,
+                value,
+            ));
+        }
+    }
+    started
+        .into_iter()
+        .map(|(cell, mut values)| {
+            values.sort_by_key(|&(at, node, _)| (at, node));
+            let values: Vec<f64> = values.into_iter().map(|(_, _, value)| value).collect();
+            let outcome = UntilOutcome {
+                runs_to_target: until.runs_to_target(&values).map(|runs| runs as u64),
+                stopped_early: not_needed.contains(&cell),
+            };
+            (cell, outcome)
+        })
+        .collect()
 }
 
 /// The seed of one bootstrap: `measure.seed`, the statistic, the metric and
@@ -599,8 +658,10 @@ struct SummaryRow {
 pub fn write_summary(
     plan: &Plan,
     runs: &[(usize, RunRecord)],
+    not_needed: &BTreeSet<usize>,
     path: &Path,
 ) -> Result<usize, ResultsError> {
+    let until = until_outcomes(plan, runs, not_needed);
     let mut rows: Vec<SummaryRow> = Vec::new();
     for (cell, records) in &ok_runs_by_cell(plan, runs) {
         for (metric, values) in metric_values(records) {
@@ -645,6 +706,42 @@ pub fn write_summary(
         ),
     ]);
     columns.extend(bootstrap_columns(rows.iter().map(|r| r.bootstrap_seed)));
+    // Null without `measure.until`; the same on every row of a cell.
+    let outcome = |row: &SummaryRow| {
+        plan.experiment
+            .measure
+            .until
+            .map(|_| until.get(&row.cell).copied().unwrap_or_default())
+    };
+    columns.extend([
+        (
+            "until_met",
+            true,
+            Column::Flag(
+                rows.iter()
+                    .map(|r| outcome(r).map(|o| o.runs_to_target.is_some()))
+                    .collect(),
+            ),
+        ),
+        (
+            "runs_to_target",
+            true,
+            Column::Unsigned(
+                rows.iter()
+                    .map(|r| outcome(r).and_then(|o| o.runs_to_target))
+                    .collect(),
+            ),
+        ),
+        (
+            "stopped_early",
+            true,
+            Column::Flag(
+                rows.iter()
+                    .map(|r| outcome(r).map(|o| o.stopped_early))
+                    .collect(),
+            ),
+        ),
+    ]);
     write_table(path, columns)?;
     Ok(rows.len())
 }

@@ -9,6 +9,8 @@ use indexmap::IndexMap;
 use serde::Deserialize;
 pub use serde_saphyr::Spanned;
 
+pub use crate::terms::{Engine, Scenario, TimeUnit};
+
 pub use load::{
     SpecError, load_spec, parse_spec, parse_template_defaults, parse_vendor_spec,
     parse_workload_manifest, read_diagnostic,
@@ -120,26 +122,6 @@ pub struct MarkerSpec {
     /// A regex with a named capture `ts`.
     pub pattern: String,
     pub unit: TimeUnit,
-}
-
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TimeUnit {
-    Ns,
-    Us,
-    Ms,
-    S,
-}
-
-impl TimeUnit {
-    pub fn nanos(self) -> u64 {
-        match self {
-            TimeUnit::Ns => 1,
-            TimeUnit::Us => 1_000,
-            TimeUnit::Ms => 1_000_000,
-            TimeUnit::S => 1_000_000_000,
-        }
-    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -258,42 +240,6 @@ pub struct RunSpec {
     pub runtimes: RuntimeChoice,
 }
 
-#[derive(
-    Debug, Clone, Copy, Deserialize, serde::Serialize, PartialEq, Eq, Hash, PartialOrd, Ord,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Engine {
-    Docker,
-    Containerd,
-}
-
-impl Engine {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Engine::Docker => "docker",
-            Engine::Containerd => "containerd",
-        }
-    }
-}
-
-#[derive(
-    Debug, Clone, Copy, Deserialize, serde::Serialize, PartialEq, Eq, Hash, PartialOrd, Ord,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Scenario {
-    Fresh,
-    Cached,
-}
-
-impl Scenario {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Scenario::Fresh => "fresh",
-            Scenario::Cached => "cached",
-        }
-    }
-}
-
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuntimeChoice {
@@ -317,6 +263,62 @@ pub struct MeasureSpec {
     /// Seed for `shuffled`; default derived from the experiment name.
     #[serde(default)]
     pub seed: Option<u64>,
+    /// Stop repeating a cell once its measurements are precise enough;
+    /// `repetitions` is then the most a cell gets.
+    #[serde(default)]
+    pub until: Option<Located<UntilSpec>>,
+}
+
+/// `measure.until`: how narrow a cell's interval of the median must get.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UntilSpec {
+    /// Width of the 95% interval of the median, as a fraction of the median.
+    pub ci_width: Located<f64>,
+    /// Measured runs before the width is looked at.
+    #[serde(default)]
+    pub min: Option<Located<u32>>,
+    /// Default `to_main_ms`.
+    #[serde(default)]
+    pub metric: Option<RunMetric>,
+}
+
+/// A measured phase of a run, as named in the results tables.
+#[derive(Debug, Clone, Copy, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RunMetric {
+    PullMs,
+    CreateMs,
+    StartMs,
+    ToMainMs,
+    ExitMs,
+    RemoveMs,
+    RunMs,
+}
+
+impl RunMetric {
+    /// In the order the phases happen.
+    pub const ALL: [RunMetric; 7] = [
+        RunMetric::PullMs,
+        RunMetric::CreateMs,
+        RunMetric::StartMs,
+        RunMetric::ToMainMs,
+        RunMetric::ExitMs,
+        RunMetric::RemoveMs,
+        RunMetric::RunMs,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunMetric::PullMs => "pull_ms",
+            RunMetric::CreateMs => "create_ms",
+            RunMetric::StartMs => "start_ms",
+            RunMetric::ToMainMs => "to_main_ms",
+            RunMetric::ExitMs => "exit_ms",
+            RunMetric::RemoveMs => "remove_ms",
+            RunMetric::RunMs => "run_ms",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, serde::Serialize)]

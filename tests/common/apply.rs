@@ -227,13 +227,18 @@ impl Experiment {
     /// `pipeline <args> <spec> -i <lab inventory>`, plus `--out` for the
     /// commands that take it.
     pub fn command(&self, args: &[&str]) -> Command {
+        self.command_on(args, &inventory())
+    }
+
+    /// [`Experiment::command`] with another of the lab's inventories.
+    pub fn command_on(&self, args: &[&str], inventory: &Path) -> Command {
         lab::lab();
         let mut command = Command::new(env!("CARGO_BIN_EXE_pipeline"));
         command
             .args(args)
             .arg(&self.spec)
             .arg("-i")
-            .arg(inventory())
+            .arg(inventory)
             .current_dir(lab::repository())
             .stdin(Stdio::null());
         if matches!(args.first(), Some(&"apply" | &"status")) {

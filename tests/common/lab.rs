@@ -13,6 +13,10 @@ pub fn repository() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// `pipeline lab up` as the tests run it: the riscv64 host on containerd 1.7
+/// and the others on the default 2.x, so every lab test exercises both releases.
+pub const LAB_UP: [&str; 4] = ["lab", "up", "--containerd", "lab-riscv64=1.7"];
+
 /// Brings the lab up once per test binary (idempotent across binaries too).
 /// A failure is kept, so every test that needs the lab reports the first
 /// error rather than whatever a retry on a half-made lab says.
@@ -20,7 +24,7 @@ pub fn lab() -> &'static LabState {
     static STATE: OnceLock<Result<LabState, String>> = OnceLock::new();
     let state = STATE.get_or_init(|| {
         let output = Command::new(env!("CARGO_BIN_EXE_pipeline"))
-            .args(["lab", "up"])
+            .args(LAB_UP)
             .current_dir(repository())
             .output()
             .map_err(|error| format!("pipeline lab up does not run: {error}"))?;
@@ -154,7 +158,7 @@ pub fn hello_binary(compiler: &str) -> Vec<u8> {
     std::fs::read(output).expect("binary")
 }
 
-/// Pushes `hello` for amd64 and arm64 under `repository:tag` with a multi-platform index.
+/// Pushes `hello` for amd64, arm64 and riscv64 under `repository:tag` with a multi-platform index.
 pub async fn push_hello(repository: &str, tag: &str) -> String {
     push_images(repository, tag, false).await
 }
@@ -173,7 +177,11 @@ async fn push_images(repository: &str, tag: &str, wasm: bool) -> String {
     );
     let client = RegistryClient::new();
     let mut entries = Vec::new();
-    for (architecture, compiler) in [("amd64", "gcc"), ("arm64", "aarch64-linux-gnu-gcc")] {
+    for (architecture, compiler) in [
+        ("amd64", "gcc"),
+        ("arm64", "aarch64-linux-gnu-gcc"),
+        ("riscv64", "riscv64-linux-gnu-gcc"),
+    ] {
         let image = ImageRef::parse(&format!("{registry}/{repository}:{tag}-{architecture}"))
             .expect("reference");
         let files = [ImageFile {
@@ -293,7 +301,7 @@ pub fn current_state() -> LabState {
 /// `pipeline lab up` again, which starts whatever part of the lab is down.
 pub fn up_again() -> Result<LabState, String> {
     let output = Command::new(env!("CARGO_BIN_EXE_pipeline"))
-        .args(["lab", "up"])
+        .args(LAB_UP)
         .current_dir(repository())
         .output()
         .map_err(|error| format!("pipeline lab up does not run: {error}"))?;

@@ -14,6 +14,7 @@ pub mod vendor;
 
 use crate::agent::wire::EngineAddress;
 use crate::backend::builder::BuildError;
+use crate::backend::credentials::RegistryCredentials;
 use crate::backend::host::HostError;
 use crate::backend::registry::RegistryError;
 use crate::exec::StageFailure;
@@ -46,11 +47,13 @@ fn failure(message: String, retryable: bool) -> StageFailure {
     }
 }
 
-/// Which engine of a host a request goes to, and how it reaches the registry.
+/// Which engine of a host a request goes to, and how it reaches the
+/// registry: `credentials` for requests that pull.
 pub(super) fn engine_address(
     plan: &Plan,
     host: usize,
     engine: crate::spec::Engine,
+    credentials: Option<&RegistryCredentials>,
 ) -> EngineAddress {
     let settings = &plan.experiment.hosts[host];
     EngineAddress {
@@ -62,6 +65,7 @@ pub(super) fn engine_address(
         namespace: settings.containerd_namespace.clone(),
         pull_endpoint: settings.containerd_pull_endpoint.clone(),
         registry: plan.experiment.registry.clone(),
+        credentials: credentials.cloned(),
     }
 }
 

@@ -36,7 +36,7 @@ pub async fn run(
     let request = AgentRequest::Facts {
         engines: engines
             .iter()
-            .map(|engine| super::engine_address(plan, host, *engine))
+            .map(|engine| super::engine_address(plan, host, *engine, None))
             .collect(),
         qemu_cpu: settings.qemu_cpu.clone(),
     };

@@ -14,7 +14,12 @@ pub async fn run(
 ) -> Result<StageOutput, StageFailure> {
     let image = &job.plan.experiment.images[image];
     let request = AgentRequest::EnsureImage {
-        engine: super::engine_address(&job.plan, host, engine),
+        engine: super::engine_address(
+            &job.plan,
+            host,
+            engine,
+            context.backends.registry_credentials.as_ref(),
+        ),
         image_ref: image.image_ref(),
         platform: image.target.oci_platform().to_string(),
     };

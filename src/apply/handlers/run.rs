@@ -17,7 +17,12 @@ pub async fn run(
     let cell = &experiment.cells[run.cell];
     let image = &experiment.images[cell.image];
     let request = AgentRequest::Measure(MeasureRequest {
-        engine: super::engine_address(plan, cell.host, cell.engine),
+        engine: super::engine_address(
+            plan,
+            cell.host,
+            cell.engine,
+            context.backends.registry_credentials.as_ref(),
+        ),
         image_ref: image.image_ref(),
         platform: image.target.oci_platform().to_string(),
         runtime: crate::backend::runtime_type(&cell.runtime),
