@@ -577,6 +577,9 @@ fn debian_arch(platform: &Platform) -> String {
 fn context_tar(context: &BuildContext<'_>) -> std::io::Result<Vec<u8>> {
     let mut tar = tar::Builder::new(Vec::new());
     tar.follow_symlinks(false);
+    // A linker's output may have holes; GNU sparse entries are refused by
+    // dockerd's classic builder ("unhandled tar header type 83").
+    tar.sparse(false);
     // Contents, names and the owner's exec bit only: what the fingerprint
     // hashes, so equal fingerprints send equal contexts.
     tar.mode(tar::HeaderMode::Deterministic);
@@ -860,6 +863,43 @@ async fn forward_lines<R: tokio::io::AsyncRead + Unpin>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A file with a hole, as a linker may leave one, goes into the context
+    /// as a plain file: dockerd's classic builder refuses GNU sparse entries.
+    #[test]
+    fn a_sparse_file_enters_the_context_as_a_plain_file() {
+        let dir = tempfile::tempdir().expect("temporary folder");
+        let tool = dir.path().join("tool");
+        {
+            let file = std::fs::File::create(&tool).expect("create");
+            file.set_len(1 << 20).expect("a hole of 1 MiB");
+            std::os::unix::fs::FileExt::write_at(&file, b"end", (1 << 20) - 3).expect("write");
+        }
+        let files = [("tools/tool".to_string(), tool)];
+        let context = BuildContext {
+            dockerfile: "FROM scratch\n",
+            folders: &[],
+            files: &files,
+        };
+        let bytes = context_tar(&context).expect("context");
+        let mut archive = tar::Archive::new(bytes.as_slice());
+        let mut types = Vec::new();
+        for entry in archive.entries().expect("entries") {
+            let entry = entry.expect("entry");
+            types.push((
+                entry.path().expect("path").display().to_string(),
+                entry.header().entry_type(),
+                entry.size(),
+            ));
+        }
+        assert_eq!(
+            types,
+            [
+                ("Dockerfile".to_string(), tar::EntryType::Regular, 13),
+                ("tools/tool".to_string(), tar::EntryType::Regular, 1 << 20),
+            ]
+        );
+    }
 
     #[test]
     fn retargeting_sets_the_platform_and_keeps_the_rest() {
