@@ -21,8 +21,11 @@ pub(crate) struct CellKey {
 }
 
 impl CellKey {
+    /// A wasm target, or a native platform's image that a wasm runtime runs
+    /// (a precompiled module): wasm runtimes' names say so (wasmtime,
+    /// wasmedge, wasmer), runc's and crun's do not.
     pub fn is_wasm(&self) -> bool {
-        is_wasm_target(&self.target)
+        is_wasm_target(&self.target) || self.runtime.contains("wasm")
     }
 
     /// `rust linux/amd64 optimized · lab-amd64 docker fresh`.
@@ -405,6 +408,23 @@ pub(crate) fn cells(tables: &Tables, hosts: &BTreeMap<String, HostInfo>) -> Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_precompiled_module_on_a_native_platform_is_wasm() {
+        let key = |target: &str, runtime: &str| CellKey {
+            workload: "w".into(),
+            variant: "precompiled".into(),
+            host: "h".into(),
+            engine: "containerd".into(),
+            scenario: "fresh".into(),
+            language: "rust".into(),
+            target: target.into(),
+            runtime: runtime.into(),
+        };
+        assert!(key("linux/amd64", "wasmtime").is_wasm());
+        assert!(key("wasm", "wasmtime").is_wasm());
+        assert!(!key("linux/amd64", "runc").is_wasm());
+    }
 
     fn run(host: &str, target: &str, ok: bool, pull: f64, main: f64) -> RunRow {
         RunRow {
