@@ -70,9 +70,8 @@ impl DockerEngine {
 /// the wasmtime shim: a wasm run there is refused up front, as a failed run
 /// that says why, rather than left to time out.
 fn known_failure(version: &str, runtime: &str) -> Option<EngineError> {
-    let native = runtime == "runc" || runtime.starts_with("io.containerd.runc.");
     let major: u32 = version.split('.').next()?.parse().ok()?;
-    (!native && major >= 28).then(|| EngineError::KnownFailure {
+    (!is_native_runtime(runtime) && major >= 28).then(|| EngineError::KnownFailure {
         engine: "docker".into(),
         version: version.to_string(),
         runtime: runtime.to_string(),
@@ -80,6 +79,10 @@ fn known_failure(version: &str, runtime: &str) -> Option<EngineError> {
                  measure wasm through Docker 26, or through containerd"
             .into(),
     })
+}
+
+fn is_native_runtime(runtime: &str) -> bool {
+    runtime == "runc" || runtime.starts_with("io.containerd.runc.")
 }
 
 /// An image's layers, by uncompressed digest (the same layer in two images
@@ -234,7 +237,11 @@ impl Engine for DockerEngine {
             name: name.clone(),
             message: error.to_string(),
         };
-        if let Some(refused) = known_failure(&self.version().await?, &request.runtime) {
+        // Only a wasm run asks the engine its version: native runs, most of
+        // them, pay no extra round trip.
+        if !is_native_runtime(&request.runtime)
+            && let Some(refused) = known_failure(&self.version().await?, &request.runtime)
+        {
             return Err(refused);
         }
         // A container left by an interrupted earlier run would block the name.
