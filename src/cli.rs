@@ -92,6 +92,11 @@ pub enum LabAction {
         /// The wasmtime containerd shim to put on every host's PATH.
         #[arg(long, default_value = "target/release/containerd-shim-wasmtime-v1")]
         shim: PathBuf,
+        /// The wasmtime runners of the emulated hosts, `ARCH/wasmtime-runner`
+        /// (`scripts/build-shims --runner` builds them): with them, wasm on
+        /// those hosts is compiled and run under qemu, as on their boards.
+        #[arg(long, default_value = "target/shims")]
+        wasm_runners: PathBuf,
         /// The containerd release the hosts run: `2` (forky's 2.1, the
         /// default) or `1.7` (trixie's), for every host, or `HOST=RELEASE`
         /// for one. Repeatable; a host's own setting wins.

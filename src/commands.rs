@@ -595,8 +595,10 @@ fn run_lab(args: &cli::LabArgs, quiet: bool) -> Result<(), Failure> {
         cli::LabAction::Up {
             hosts,
             shim,
+            wasm_runners,
             containerd,
         } => {
+            layout.foreign_runners = std::path::absolute(wasm_runners).ok();
             if shim.is_file() {
                 layout.shim = std::path::absolute(shim).ok();
             } else {

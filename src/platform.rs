@@ -60,6 +60,15 @@ impl Platform {
         }
     }
 
+    /// `uname -m`'s name for the architecture: `x86_64`, `aarch64`, `riscv64`.
+    pub fn machine(&self) -> &str {
+        match self.architecture.as_str() {
+            "amd64" => "x86_64",
+            "arm64" => "aarch64",
+            other => other,
+        }
+    }
+
     /// `linux-arm64`: the form used in stage ids and tags.
     pub fn slug(&self) -> String {
         match &self.variant {

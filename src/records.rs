@@ -46,6 +46,16 @@ pub struct HostFacts {
     /// `<shim> <version>` of every shim but runc's that answered.
     #[serde(default)]
     pub shim_versions: Vec<String>,
+    /// `<shim> <machine>`: the architecture each shim but runc's was built
+    /// for, from its ELF header (`aarch64` on an emulated arm64 host that
+    /// runs the shim built for it).
+    #[serde(default)]
+    pub shim_machines: Vec<String>,
+    /// The machine wasm modules are compiled for and run on there: that of
+    /// the `wasmtime-runner` beside the wasmtime shim (on the lab's emulated
+    /// hosts: run under qemu), else of the shim itself; `None` without one.
+    #[serde(default)]
+    pub wasm_machine: Option<String>,
     /// The target triple of the agent that ran there.
     #[serde(default)]
     pub agent_target: String,

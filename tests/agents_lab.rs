@@ -1,7 +1,8 @@
 //! Each lab host runs an agent built for its own platform, as a board would:
 //! lab-arm64 and lab-riscv64 run the aarch64 and riscv64 agents (built by
 //! scripts/build-agents) under qemu with their boards' CPU models, and the
-//! file uploaded to each host has its architecture's ELF machine.
+//! file uploaded to each host has its architecture's ELF machine. Their wasm
+//! modules run for their architecture too (`scripts/build-shims --runner`).
 
 #[path = "common/lab.rs"]
 mod lab;
@@ -77,6 +78,15 @@ async fn every_lab_host_runs_an_agent_of_its_own_architecture() {
             "{host} ran {}",
             facts.agent_target
         );
+        // Its wasm modules are compiled and run for the host's architecture
+        // too: on an emulated host by the runner beside the shim, under qemu.
+        let arch = target.split('-').next().unwrap().trim_end_matches("gc");
+        assert_eq!(facts.wasm_machine.as_deref(), Some(arch), "{host}");
+        assert_eq!(
+            facts.shim_machines,
+            ["containerd-shim-wasmtime-v1 x86_64"],
+            "{host}: the shim itself is the runner's"
+        );
         assert_eq!(facts.emulated, cpu.is_some(), "{host}");
         assert_eq!(facts.emulated_cpu.as_deref(), cpu, "{host}");
 
@@ -88,7 +98,6 @@ async fn every_lab_host_runs_an_agent_of_its_own_architecture() {
             .expect("a lab host")
             .anchor
             .pid;
-        let arch = target.split('-').next().unwrap().trim_end_matches("gc");
         let tmp = Path::new("/proc").join(anchor.to_string()).join("root/tmp");
         let uploaded: Vec<_> = std::fs::read_dir(&tmp)
             .expect("the host's /tmp")

@@ -436,3 +436,36 @@ fn a_local_host_is_measured_without_ssh() {
     assert_eq!(hosts[0][0], "runner", "{hosts}");
     assert_eq!(hosts[0][1], "x86_64", "{hosts}");
 }
+
+/// lab-arm64's wasm cells were compiled and run for AArch64 under qemu, as
+/// on a board: hosts.parquet says which machine each host's wasm ran for,
+/// and the runner beside lab-arm64's shim is an AArch64 program.
+#[test]
+fn wasm_on_the_emulated_host_runs_for_its_architecture() {
+    measured();
+    let hosts = python::query_parquet(
+        &out_dir().join("hosts.parquet"),
+        "SELECT host, wasm_machine, emulated FROM t ORDER BY host",
+    );
+    assert_eq!(
+        hosts,
+        serde_json::json!([
+            ["lab-amd64", "x86_64", false],
+            ["lab-arm64", "aarch64", true]
+        ]),
+        "{hosts:#}"
+    );
+    let installed = lab::repository().join(".lab/hosts/lab-arm64/bin/wasmtime-runner");
+    let bytes = std::fs::read(&installed).expect("lab-arm64's wasmtime runner");
+    assert_eq!(elf_machine(&bytes), Some(0xb7), "{}", installed.display());
+    let wasm = python::query_parquet(
+        &out_dir().join("results.parquet"),
+        "SELECT engine, scenario, count(*), bool_and(ok) FROM t \
+         WHERE host = 'lab-arm64' AND target = 'wasm' GROUP BY ALL ORDER BY ALL",
+    );
+    let wasm = wasm.as_array().expect("rows");
+    assert_eq!(wasm.len(), 4, "both engines, fresh and cached: {wasm:#?}");
+    for row in wasm {
+        assert_eq!(row[3], true, "{row}");
+    }
+}

@@ -71,6 +71,11 @@ impl Sandbox for WasmtimeSandbox {
     async fn run_wasi(&self, ctx: &impl RuntimeContext) -> anyhow::Result<i32> {
         let entrypoint = ctx.entrypoint();
         let module = entrypoint.source.as_bytes()?;
+        if let Some(foreign) = FOREIGN.get().and_then(Option::as_ref) {
+            let error = foreign.exec(&module, &entrypoint.func, ctx.args(), ctx.envs());
+            eprintln!("containerd-shim-wasmtime: cannot start {RUNNER}: {error}");
+            return Ok(run::SETUP_EXIT_CODE);
+        }
         let command = run::Command {
             module: &module,
             function: &entrypoint.func,
@@ -87,6 +92,112 @@ impl Sandbox for WasmtimeSandbox {
     }
 }
 
+/// The program that runs modules for the shim on a host of another
+/// architecture, found beside the shim (`pipeline lab up` puts it there on
+/// its emulated hosts).
+const RUNNER: &str = "wasmtime-runner";
+
+/// What the shim needs to hand a module to [`RUNNER`] from inside the
+/// container, where no file of the host is visible: the runner's bytes, read
+/// when the shim starts, and the CPU qemu emulates there.
+struct ForeignRunner {
+    program: Vec<u8>,
+    qemu_cpu: Option<String>,
+}
+
+/// Set once in `main`, before any container exists; the container's init
+/// process is a fork of the shim and sees it too.
+static FOREIGN: std::sync::OnceLock<Option<ForeignRunner>> = std::sync::OnceLock::new();
+
+impl ForeignRunner {
+    fn beside_this_program() -> Option<ForeignRunner> {
+        let path = std::env::current_exe().ok()?.with_file_name(RUNNER);
+        let program = std::fs::read(path).ok()?;
+        Some(ForeignRunner {
+            program,
+            qemu_cpu: std::env::var("QEMU_CPU").ok(),
+        })
+    }
+
+    /// Replaces this process with the runner, the module in an inherited
+    /// file; returns only when that fails.
+    fn exec(
+        &self,
+        module: &[u8],
+        function: &str,
+        args: &[String],
+        env: &[String],
+    ) -> std::io::Error {
+        use std::ffi::CString;
+        use std::os::fd::AsRawFd as _;
+
+        let files = memory_file(c"wasmtime-runner", &self.program)
+            .and_then(|program| Ok((program, memory_file(c"module", module)?)));
+        let (program, module) = match files {
+            Ok(files) => files,
+            Err(error) => return error,
+        };
+        let mut argv = vec![
+            RUNNER.to_string(),
+            "--module-fd".to_string(),
+            module.as_raw_fd().to_string(),
+            "--function".to_string(),
+            function.to_string(),
+        ];
+        for entry in env {
+            argv.extend(["--env".to_string(), entry.clone()]);
+        }
+        argv.push("--".to_string());
+        argv.extend(args.iter().cloned());
+        let strings = |items: Vec<String>| -> Result<Vec<CString>, std::io::Error> {
+            items
+                .into_iter()
+                .map(|item| CString::new(item).map_err(std::io::Error::other))
+                .collect()
+        };
+        let envp: Vec<String> = self
+            .qemu_cpu
+            .iter()
+            .map(|cpu| format!("QEMU_CPU={cpu}"))
+            .collect();
+        let (argv, envp) = match (strings(argv), strings(envp)) {
+            (Ok(argv), Ok(envp)) => (argv, envp),
+            (Err(error), _) | (_, Err(error)) => return error,
+        };
+        let pointers = |items: &[CString]| -> Vec<*const libc::c_char> {
+            items
+                .iter()
+                .map(|item| item.as_ptr())
+                .chain(std::iter::once(std::ptr::null()))
+                .collect()
+        };
+        let (argv, envp) = (pointers(&argv), pointers(&envp));
+        // SAFETY: both arrays end with a null pointer and point into strings
+        // that live until the call, which returns only on failure.
+        unsafe { libc::fexecve(program.as_raw_fd(), argv.as_ptr(), envp.as_ptr()) };
+        std::io::Error::last_os_error()
+    }
+}
+
+/// `bytes` in an anonymous memory file, read from its start by whoever
+/// inherits it: left open across `exec` on purpose.
+fn memory_file(name: &std::ffi::CStr, bytes: &[u8]) -> std::io::Result<std::fs::File> {
+    use std::io::{Seek as _, Write as _};
+    use std::os::fd::FromRawFd as _;
+
+    // SAFETY: a valid name; the returned descriptor is owned by the file below.
+    let fd = unsafe { libc::memfd_create(name.as_ptr(), 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a descriptor just opened, owned by nothing else.
+    let mut file = unsafe { std::fs::File::from_raw_fd(fd) };
+    file.write_all(bytes)?;
+    file.rewind()?;
+    Ok(file)
+}
+
 fn main() {
+    let _ = FOREIGN.set(ForeignRunner::beside_this_program());
     WasmtimeShim::run(Config::default());
 }

@@ -335,6 +335,16 @@ async fn facts(
         .filter(|shim| !shim.contains("-runc-"))
         .filter_map(|shim| shim_version(shim).map(|version| format!("{shim} {version}")))
         .collect();
+    facts.shim_machines = facts
+        .shims
+        .iter()
+        .filter(|shim| !shim.contains("-runc-"))
+        .filter_map(|shim| program_machine(shim).map(|machine| format!("{shim} {machine}")))
+        .collect();
+    facts.wasm_machine = ["wasmtime-runner", "containerd-shim-wasmtime-v1"]
+        .into_iter()
+        .find_map(program_machine)
+        .map(str::to_string);
     for address in engines {
         let version = HostEngine::connect(address).await?.version().await?;
         match address.engine {
@@ -422,6 +432,28 @@ fn shim_version(shim: &str) -> Option<String> {
 }
 
 /// containerd finds shims as `containerd-shim-<name>-<version>` on its PATH.
+/// The machine a program on the PATH was built for, from its ELF header:
+/// what decides whether it runs natively or under qemu's emulation.
+fn program_machine(program: &str) -> Option<&'static str> {
+    let path = std::env::var_os("PATH")
+        .map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|dir| dir.join(program))
+        .find(|path| path.is_file())?;
+    let mut header = [0u8; 20];
+    std::io::Read::read_exact(&mut std::fs::File::open(path).ok()?, &mut header).ok()?;
+    if !header.starts_with(b"\x7fELF") {
+        return None;
+    }
+    Some(match u16::from_le_bytes([header[18], header[19]]) {
+        0x3e => "x86_64",
+        0xb7 => "aarch64",
+        0xf3 => "riscv64",
+        _ => "other",
+    })
+}
+
 fn shims_on_path() -> Vec<String> {
     let mut shims: Vec<String> = std::env::var_os("PATH")
         .map(|path| std::env::split_paths(&path).collect::<Vec<_>>())

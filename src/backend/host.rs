@@ -135,15 +135,6 @@ pub fn agent_version(binary: &Path) -> std::io::Result<String> {
     ))
 }
 
-/// `uname -m`'s name for a platform's architecture.
-fn machine_name(architecture: &str) -> &str {
-    match architecture {
-        "amd64" => "x86_64",
-        "arm64" => "aarch64",
-        other => other,
-    }
-}
-
 /// Hosts over SSH (or the runner itself for `ansible_connection: local`),
 /// with this program installed on them as the agent.
 pub struct SshConnector {
@@ -182,7 +173,7 @@ impl HostConnector for SshConnector {
             // platform names, as a board of that platform would, or, when no
             // agent was built for that, the runner's own (it runs there too).
             let (arch, binary, environment) = if let Some(cpu) = &host.qemu_cpu {
-                let arch = machine_name(&host.platform.architecture);
+                let arch = host.platform.machine();
                 if let Some(binary) = self.agents.for_arch(arch) {
                     (arch.to_string(), binary, Some(format!("QEMU_CPU={cpu}")))
                 } else {

@@ -40,6 +40,11 @@ pub const AUTH_REGISTRY_TLS_PORT: u16 = 5444;
 /// The one user of the authenticated registry; its password is made on `up`.
 pub const AUTH_REGISTRY_USER: &str = "pipeline-lab";
 const STATE_FILE: &str = "state.json";
+/// The wasmtime shim's program name, as containerd looks it up on its PATH
+/// for the runtime `io.containerd.wasmtime.v1`.
+const SHIM_PROGRAM: &str = "containerd-shim-wasmtime-v1";
+/// What the shim of an emulated host hands its modules to, found beside it.
+const RUNNER_PROGRAM: &str = "wasmtime-runner";
 const SWITCH_NAMESPACE: &str = "plab-switch";
 const BRIDGE: &str = "plab0";
 
@@ -200,8 +205,15 @@ pub struct LabLayout {
     pub root: PathBuf,
     /// The prefix `scripts/install-deps` fills.
     pub deps: PathBuf,
-    /// The wasmtime shim to put on every host's PATH, when built.
+    /// The runner's wasmtime shim, when built: on the PATH of the hosts of
+    /// the runner's architecture.
     pub shim: Option<PathBuf>,
+    /// Where the wasmtime runners of other architectures are
+    /// (`scripts/build-shims --runner`): `<uname -m>/wasmtime-runner`. An
+    /// emulated host's shim hands each module to the runner of the host's
+    /// architecture, which compiles and runs it under qemu, as a board's
+    /// shim would on its own CPU.
+    pub foreign_runners: Option<PathBuf>,
     /// The machine-wide record of which lab folder is up
     /// ([`MACHINE_REGISTRATION`] except in tests).
     pub registration: PathBuf,
@@ -213,6 +225,7 @@ impl LabLayout {
             root,
             deps,
             shim: None,
+            foreign_runners: None,
             registration: PathBuf::from(MACHINE_REGISTRATION),
         }
     }
@@ -229,17 +242,33 @@ impl LabLayout {
         self.root.join("ssh")
     }
 
-    fn bin_dir(&self) -> PathBuf {
-        self.root.join("bin")
+    /// The host's own programs: its wasmtime shim.
+    fn bin_dir(&self, host: &str) -> PathBuf {
+        self.host_dir(host).join("bin")
     }
 
-    /// PATH for a host's daemons and SSH sessions: the lab's own programs
-    /// (shim), then the host's containerd release, then the prefix, all before
-    /// the machine's older containerd and runc.
-    fn daemon_path(&self, containerd: ContainerdRelease) -> String {
+    /// The wasmtime runner built for the architecture of an emulated host's
+    /// `platform`, when there is one.
+    fn foreign_runner(&self, platform: &str) -> Option<PathBuf> {
+        let platform = crate::platform::Platform::parse(platform).ok()?;
+        if platform.machine() == std::env::consts::ARCH {
+            return None;
+        }
+        let runner = self
+            .foreign_runners
+            .as_ref()?
+            .join(platform.machine())
+            .join(RUNNER_PROGRAM);
+        runner.is_file().then_some(runner)
+    }
+
+    /// PATH for a host's daemons and SSH sessions: the host's own programs
+    /// (shim), then its containerd release, then the prefix, all before the
+    /// machine's older containerd and runc.
+    fn daemon_path(&self, host: &str, containerd: ContainerdRelease) -> String {
         let release = containerd.bin_dir(&self.deps);
         let prefix = self.deps.join("bin");
-        let mut folders = vec![self.bin_dir(), release.clone()];
+        let mut folders = vec![self.bin_dir(host), release.clone()];
         if release != prefix {
             folders.push(prefix);
         }
@@ -627,6 +656,7 @@ pub fn inventory_yaml(layout: &LabLayout, hosts: &[LabHost], authenticated: bool
         if let Some(cpu) = emulated_cpu(&host.platform) {
             let _ = writeln!(text, "          pipeline_qemu_cpu: {cpu}");
         }
+
     }
     text
 }
@@ -685,7 +715,7 @@ pub fn up(
                 registration.set_owner(Some(&layout.root))?;
                 // containerd looks the shim up on every container start, so a
                 // rebuilt shim takes effect without a restart.
-                install_shim(layout)?;
+                install_shims(layout, hosts, report)?;
                 report("the lab is already up");
                 return Ok(*state);
             }
@@ -701,7 +731,7 @@ pub fn up(
     }
     let started = Instant::now();
     check_programs(layout, hosts)?;
-    install_shim(layout)?;
+    install_shims(layout, hosts, report)?;
     config::ssh_keys(layout, hosts)?;
     let tls = config::tls_files(&layout.tls_dir(), &format!("{SUBNET}.1"))?;
     config::auth_registry_user(
@@ -774,27 +804,53 @@ pub fn up(
     Ok(state)
 }
 
-/// Puts the shim (when built) on the daemons' PATH, or removes a stale copy.
-/// Copied under a temporary name and renamed, so a shim that is running keeps
-/// its old file and the next container gets the new one.
-fn install_shim(layout: &LabLayout) -> Result<(), LabError> {
-    let bin = layout.bin_dir();
-    let target = bin.join("containerd-shim-wasmtime-v1");
-    let Some(shim) = &layout.shim else {
-        let _ = std::fs::remove_file(&target);
-        return Ok(());
-    };
-    std::fs::create_dir_all(&bin).map_err(|source| LabError::Write {
-        path: bin.clone(),
-        source,
-    })?;
-    let partial = bin.join(".containerd-shim-wasmtime-v1.partial");
-    std::fs::copy(shim, &partial)
-        .and_then(|_| std::fs::rename(&partial, &target))
-        .map_err(|source| LabError::Write {
-            path: target,
-            source,
-        })?;
+/// Puts the shim (when built) on each host's PATH, with the wasmtime runner
+/// of the host's architecture beside it on an emulated host, or removes
+/// stale copies. Copied under a temporary name and renamed, so a shim that
+/// is running keeps its old file and the next container gets the new one.
+fn install_shims(
+    layout: &LabLayout,
+    hosts: &[LabHost],
+    report: &mut dyn FnMut(&str),
+) -> Result<(), LabError> {
+    for host in hosts {
+        let bin = layout.bin_dir(&host.name);
+        let runner = layout
+            .shim
+            .as_ref()
+            .and_then(|_| layout.foreign_runner(&host.platform));
+        if layout.shim.is_some() && runner.is_none() && emulated_cpu(&host.platform).is_some() {
+            // Still a host that runs wasm, but natively: its hosts.parquet
+            // row (`wasm_machine`) says so.
+            report(&format!(
+                "{}: no wasmtime runner built for {} in {}; wasm runs there natively, not emulated (scripts/build-shims --runner builds it)",
+                host.name,
+                host.platform,
+                layout
+                    .foreign_runners
+                    .as_ref()
+                    .map_or_else(|| "target/shims".to_string(), |dir| dir.display().to_string()),
+            ));
+        }
+        for (program, source) in [(SHIM_PROGRAM, layout.shim.as_ref()), (RUNNER_PROGRAM, runner.as_ref())] {
+            let target = bin.join(program);
+            let Some(source) = source else {
+                let _ = std::fs::remove_file(&target);
+                continue;
+            };
+            std::fs::create_dir_all(&bin).map_err(|source| LabError::Write {
+                path: bin.clone(),
+                source,
+            })?;
+            let partial = bin.join(format!(".{program}.partial"));
+            std::fs::copy(source, &partial)
+                .and_then(|_| std::fs::rename(&partial, &target))
+                .map_err(|source| LabError::Write {
+                    path: target,
+                    source,
+                })?;
+        }
+    }
     Ok(())
 }
 
@@ -816,13 +872,18 @@ fn config_fingerprint(layout: &LabLayout, hosts: &[LabHost]) -> String {
         part(&config::registry_hosts_toml(&address));
     }
     part(&layout.trust_bundle().to_string_lossy());
-    let builder = ("builder", BUILDER_CONTAINERD);
-    let lab_hosts = hosts
-        .iter()
-        .map(|host| (host.name.as_str(), host.containerd));
-    for (name, containerd) in std::iter::once(builder).chain(lab_hosts) {
+    let builder = ("builder", BUILDER_CONTAINERD, None);
+    let lab_hosts = hosts.iter().map(|host| {
+        (
+            host.name.as_str(),
+            host.containerd,
+            emulated_cpu(&host.platform),
+        )
+    });
+    for (name, containerd, cpu) in std::iter::once(builder).chain(lab_hosts) {
         let dir = layout.host_dir(name);
-        part(&layout.daemon_path(containerd));
+        part(cpu.unwrap_or_default());
+        part(&layout.daemon_path(name, containerd));
         part(&config::containerd_config(&dir, containerd));
         part(&config::docker_daemon_json(
             &dir,
@@ -832,7 +893,7 @@ fn config_fingerprint(layout: &LabLayout, hosts: &[LabHost]) -> String {
         part(&config::sshd_config(
             layout,
             name,
-            &layout.daemon_path(containerd),
+            &layout.daemon_path(name, containerd),
         ));
     }
     hasher.finalize().to_hex().to_string()
@@ -1243,11 +1304,19 @@ fn start_engines(
     layout: &LabLayout,
     name: &str,
     containerd: ContainerdRelease,
-    network: Option<&str>,
+    network: Option<(&str, Option<&str>)>,
     runner: &Runner,
 ) -> Result<EngineSet, LabError> {
+    let (network, emulated_cpu) = network.unzip();
     let anchor = start_anchor(layout, name, network, runner)?;
-    match start_daemons(layout, name, containerd, &anchor, runner) {
+    match start_daemons(
+        layout,
+        name,
+        containerd,
+        emulated_cpu.flatten(),
+        &anchor,
+        runner,
+    ) {
         Ok((containerd, dockerd)) => Ok(EngineSet {
             anchor,
             containerd,
@@ -1269,11 +1338,15 @@ fn start_daemons(
     layout: &LabLayout,
     name: &str,
     containerd: ContainerdRelease,
+    emulated_cpu: Option<&str>,
     anchor: &ProcessIdentity,
     runner: &Runner,
 ) -> Result<(ProcessIdentity, ProcessIdentity), LabError> {
     let dir = layout.host_dir(name);
-    let path = format!("PATH={}", layout.daemon_path(containerd));
+    let path = format!("PATH={}", layout.daemon_path(name, containerd));
+    // containerd starts its shims with its own environment: the wasmtime
+    // shim of an emulated host, run by qemu, emulates the host's CPU.
+    let cpu = emulated_cpu.map(|cpu| format!("QEMU_CPU={cpu}"));
     // Go's TLS stack reads SSL_CERT_FILE: both daemons trust the lab CA (and
     // the machine's CAs) without touching the machine's trust store.
     let trust = format!("SSL_CERT_FILE={}", layout.trust_bundle().display());
@@ -1291,9 +1364,9 @@ fn start_daemons(
     }
     let log = dir.join("log/containerd.log");
     let spawned = in_anchor(anchor.pid, "env")
+        .args([path.as_str(), trust.as_str()])
+        .args(cpu.as_deref())
         .args([
-            path.as_str(),
-            trust.as_str(),
             "containerd",
             "--config",
             &containerd_config.to_string_lossy(),
@@ -1341,14 +1414,18 @@ fn start_host(layout: &LabLayout, host: &LabHost, runner: &Runner) -> Result<Hos
         layout,
         &host.name,
         host.containerd,
-        Some(&namespace),
+        Some((&namespace, emulated_cpu(&host.platform))),
         runner,
     )?;
     let dir = layout.host_dir(&host.name);
     let sshd_config = dir.join("ssh/sshd_config");
     write_file(
         &sshd_config,
-        &config::sshd_config(layout, &host.name, &layout.daemon_path(host.containerd)),
+        &config::sshd_config(
+            layout,
+            &host.name,
+            &layout.daemon_path(&host.name, host.containerd),
+        ),
     )?;
     let log = dir.join("log/sshd.log");
     let spawned = in_anchor(engines.anchor.pid, "/usr/sbin/sshd")
@@ -1546,13 +1623,13 @@ mod tests {
         let layout = LabLayout::new(PathBuf::from("lab"), PathBuf::from("deps"));
         assert!(
             layout
-                .daemon_path(ContainerdRelease::V2)
-                .starts_with("lab/bin:deps/containerd-2/bin:deps/bin:")
+                .daemon_path("lab-amd64", ContainerdRelease::V2)
+                .starts_with("lab/hosts/lab-amd64/bin:deps/containerd-2/bin:deps/bin:")
         );
         assert!(
             layout
-                .daemon_path(ContainerdRelease::V1_7)
-                .starts_with("lab/bin:deps/bin:/usr")
+                .daemon_path("lab-arm64", ContainerdRelease::V1_7)
+                .starts_with("lab/hosts/lab-arm64/bin:deps/bin:/usr")
         );
     }
 

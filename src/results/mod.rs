@@ -351,6 +351,21 @@ fn host_columns(hosts: &BTreeMap<usize, HostFacts>) -> Vec<(&'static str, bool, 
             ),
         ),
         (
+            "shim_machines",
+            false,
+            Column::Text(
+                facts
+                    .iter()
+                    .map(|f| Some(f.shim_machines.join(",")))
+                    .collect(),
+            ),
+        ),
+        (
+            "wasm_machine",
+            true,
+            Column::Text(facts.iter().map(|f| f.wasm_machine.clone()).collect()),
+        ),
+        (
             "agent_target",
             false,
             text(facts.iter().map(|f| &f.agent_target)),

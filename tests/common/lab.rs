@@ -113,7 +113,7 @@ pub fn require_shim() {
          `cargo build --release --locked -p containerd-shim-wasmtime` (scripts/test does)",
         built.display()
     );
-    let installed = repository().join(".lab/bin/containerd-shim-wasmtime-v1");
+    let installed = repository().join(".lab/hosts/lab-amd64/bin/containerd-shim-wasmtime-v1");
     assert!(
         installed.is_file(),
         "{} is missing although the shim is built: `pipeline lab up` did not install it",
