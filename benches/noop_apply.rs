@@ -6,138 +6,29 @@
 //! compacts the journal) and for the mean of later ones; the run prints
 //! both as ratios of the target and fails above it.
 
-#[path = "../tests/common/fakes.rs"]
-mod fakes;
+mod common;
 
-use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
+use common::{ProjectShape, apply, fakes, project};
 use criterion::{Criterion, criterion_group};
-use pipeline::apply::{ApplyRun, OutputLayout, PipelineWorker, run_plan};
-use pipeline::events::{EventBody, EventSink, SinkError, StageEvent};
-use pipeline::exec::{ApplySummary, Backoff};
 use pipeline::plan::{PlanOptions, load_plan};
-
-const WORKLOADS: usize = 4;
-const LANGUAGES: usize = 4;
-const HOSTS_PER_ARCH: usize = 4;
-const REPETITIONS: usize = 10;
-const TIME_TARGET: Duration = Duration::from_millis(500);
-const TABLES: [&str; 4] = ["images", "hosts", "results", "summary"];
-
-fn write(root: &Path, relative: &str, text: &str) {
-    let path = root.join(relative);
-    std::fs::create_dir_all(path.parent().expect("parent")).expect("create folder");
-    std::fs::write(path, text).expect("write");
-}
 
 /// 4 workloads × 4 languages × 3 targets (amd64, arm64, wasm) on 4 hosts
 /// per architecture, Docker and containerd, fresh and cached: native images
 /// run on the hosts of their architecture and wasm on all, so 16 images ×
 /// 16 host slots × 2 engines × 2 scenarios = 1,024 cells.
-fn project(root: &Path) -> PathBuf {
-    let languages: Vec<String> = (0..LANGUAGES).map(|l| format!("lang{l}")).collect();
-    for language in &languages {
-        for template in ["optimized", "unoptimized", "wasm"] {
-            write(
-                root,
-                &format!("templates/{language}/{template}.Dockerfile.j2"),
-                "FROM scratch\n",
-            );
-        }
-    }
-    let mut spec = String::from("experiment: noop\nworkloads:\n");
-    for workload in 0..WORKLOADS {
-        let name = format!("workload{workload}");
-        write(
-            root,
-            &format!("workloads/{name}/workload.yaml"),
-            &format!("binary: {name}\nresult: ok\n"),
-        );
-        write(
-            root,
-            &format!("workloads/{name}/data/input.txt"),
-            &"data\n".repeat(1000),
-        );
-        for language in &languages {
-            write(
-                root,
-                &format!("workloads/{name}/{language}/main.src"),
-                &format!("{name} {language}\n"),
-            );
-        }
-        let _ = writeln!(
-            spec,
-            "  - name: {name}\n    languages: [{}]",
-            languages.join(", ")
-        );
-    }
-    spec.push_str("targets: [linux/amd64, linux/arm64, wasm]\n");
-    spec.push_str("runs:\n  - hosts: [all]\n    engines: [docker, containerd]\n    scenarios: [fresh, cached]\n");
-    let _ = writeln!(
-        spec,
-        "measure:\n  repetitions: {REPETITIONS}\n  warmup: 1\n  order: shuffled"
-    );
-    write(root, "experiments/noop.yaml", &spec);
-
-    let mut inventory = String::from(
-        "all:\n  vars:\n    pipeline_registry: registry.test:5000\n    pipeline_engines: [docker, containerd]\n    pipeline_runtimes: [runc, wasmtime]\n  hosts:\n",
-    );
-    for host in 0..HOSTS_PER_ARCH * 2 {
-        let arch = if host % 2 == 0 { "amd64" } else { "arm64" };
-        let _ = writeln!(
-            inventory,
-            "    host{host}:\n      ansible_host: 10.1.0.{host}\n      pipeline_platform: linux/{arch}"
-        );
-    }
-    write(root, "inventory.yaml", &inventory);
-    root.join("experiments/noop.yaml")
-}
-
-/// The display: remembers which stages started, so a re-apply that was
-/// meant to be a no-op can say what it ran.
-#[derive(Default)]
-struct StartedStages(Vec<String>);
-
-impl EventSink for StartedStages {
-    fn on_event(&mut self, event: &StageEvent) -> Result<(), SinkError> {
-        if matches!(event.body, EventBody::Started { .. }) {
-            self.0.push(event.stage.to_string());
-        }
-        Ok(())
-    }
-}
-
-/// `pipeline apply <spec>` as src/main.rs runs it, minus SSH: a runtime, the
-/// plan loaded from disk, the worker, and the walk.
-fn apply(spec: &Path, out_root: &Path, fakes: &fakes::Fakes) -> (ApplySummary, Vec<String>) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let plan = Arc::new(load_plan(spec, &PlanOptions::default()).expect("the spec is valid"));
-    let layout = OutputLayout::new(out_root, &plan.experiment.name);
-    let worker = Arc::new(PipelineWorker::new(
-        &plan,
-        fakes.backends(),
-        layout.dir.clone(),
-    ));
-    let run = ApplyRun {
-        plan: Arc::clone(&plan),
-        experiment_plan: plan,
-        layout: &layout,
-        worker,
-        forced: Vec::new(),
-        backoff: Backoff::default(),
-    };
-    let mut started = StartedStages::default();
-    let summary = runtime
-        .block_on(run_plan(run, &mut started, std::future::pending()))
-        .expect("apply");
-    (summary, started.0)
-}
+const SHAPE: ProjectShape = ProjectShape {
+    name: "noop",
+    workloads: 4,
+    languages: 4,
+    hosts_per_arch: 4,
+    repetitions: 10,
+    unoptimized: false,
+};
+const TIME_TARGET: Duration = Duration::from_millis(500);
+const TABLES: [&str; 4] = ["images", "hosts", "results", "summary"];
 
 fn modified(dir: &Path) -> Vec<SystemTime> {
     TABLES
@@ -178,7 +69,7 @@ fn noop_apply(spec: &Path, out_root: &Path, fakes: &fakes::Fakes, stages: usize)
 
 fn noop_reapply(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("temporary folder");
-    let spec = project(dir.path());
+    let spec = project(dir.path(), &SHAPE);
     let out_root = dir.path().join("out");
     let plan = load_plan(&spec, &PlanOptions::default()).expect("the spec is valid");
     let stages = plan.graph.len();
