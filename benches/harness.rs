@@ -6,7 +6,8 @@
 //!    for the same image, host and repetitions. Target: pipeline/paper ≤ 0.65
 //!    with a standard deviation no larger;
 //! 2. pull: the pipeline's fresh `pull_ms` against `ctr images pull` of the
-//!    same image from the same registry on the same host. Target ≤ 0.5;
+//!    same image from the same registry endpoint (TLS) on the same host.
+//!    Target ≤ 0.5;
 //! 3. an apply's wall time over the critical path of its stages' times
 //!    (target ≤ 1.05), and the makespan of three hosts measuring in
 //!    parallel (isolation off) over that of the slowest of them alone
@@ -31,7 +32,6 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-
 /// The lab's amd64 host: native, so nothing is emulated in the comparison.
 const HOST: &str = "lab-amd64";
 const WASM_RUNTIME: &str = "io.containerd.wasmtime.v1";
@@ -39,7 +39,6 @@ const WASM_RUNTIME: &str = "io.containerd.wasmtime.v1";
 /// One ok run of results.parquet, the columns the benchmark compares.
 #[derive(Debug, Clone)]
 struct Row {
-    host: String,
     engine: String,
     target: String,
     scenario: String,
@@ -52,20 +51,19 @@ struct Row {
 fn read_results(path: &Path) -> Vec<Row> {
     let rows = python::query_parquet(
         path,
-        "SELECT host, engine, target, scenario, image_ref, pull_ms, to_main_ms FROM t WHERE ok",
+        "SELECT engine, target, scenario, image_ref, pull_ms, to_main_ms FROM t WHERE ok",
     );
     let text = |value: &serde_json::Value| value.as_str().expect("text").to_string();
     rows.as_array()
         .expect("rows")
         .iter()
         .map(|row| Row {
-            host: text(&row[0]),
-            engine: text(&row[1]),
-            target: text(&row[2]),
-            scenario: text(&row[3]),
-            image_ref: text(&row[4]),
-            pull_ms: row[5].as_f64(),
-            to_main_ms: row[6].as_f64(),
+            engine: text(&row[0]),
+            target: text(&row[1]),
+            scenario: text(&row[2]),
+            image_ref: text(&row[3]),
+            pull_ms: row[4].as_f64(),
+            to_main_ms: row[5].as_f64(),
         })
         .collect()
 }
@@ -182,11 +180,19 @@ fn paper_to_main(engine: &str, target: &str, image: &str, repetitions: usize) ->
         .collect()
 }
 
-/// `ctr images pull` of an image that was removed first, timed on the host.
+/// `ctr images pull` of an image that was removed first, timed on the host,
+/// from the endpoint the pipeline pulls from (the lab's registry over TLS).
 fn ctr_pull(image: &str, repetitions: usize) -> Vec<f64> {
+    let image = image.replace(
+        &format!(":{}/", pipeline::lab::REGISTRY_PORT),
+        &format!(":{}/", pipeline::lab::REGISTRY_TLS_PORT),
+    );
+    // The lab's CA, which the hosts' daemons trust the same way.
+    let trust = lab::repository().join(".lab/tls/trust.pem");
+    let trust = trust.display();
     let script = format!(
-        "set -e\nfor i in $(seq {repetitions}); do\n  ctr -n paper images rm --sync {image} >/dev/null 2>&1 || true\n  \
-         start=$(date +%s%N)\n  ctr -n paper images pull --plain-http --platform linux/amd64 {image} >/dev/null\n  \
+        "set -e\nexport SSL_CERT_FILE={trust}\nfor i in $(seq {repetitions}); do\n  ctr -n paper images rm --sync {image} >/dev/null 2>&1 || true\n  \
+         start=$(date +%s%N)\n  ctr -n paper images pull --platform linux/amd64 {image} >/dev/null\n  \
          end=$(date +%s%N)\n  echo $((end - start))\ndone\nctr -n paper images rm --sync {image} >/dev/null\n"
     );
     on_host(&host_address(HOST), &script)
@@ -195,10 +201,10 @@ fn ctr_pull(image: &str, repetitions: usize) -> Vec<f64> {
         .collect()
 }
 
-/// The longest chain of stages by their times in the journal, counting
-/// the stages that ran from `since_ms` on (epoch ms): what the apply started
-/// then could take at best, with unlimited parallelism.
-fn critical_path_ms(experiment: &apply::Experiment, since_ms: u64) -> f64 {
+/// What the apply started at `since_ms` (epoch ms) could take at best, from
+/// its stages' times in the journal: the longest chain of stages that need
+/// each other, or the measured runs one after another, whichever is longer.
+fn best_case_ms(experiment: &apply::Experiment, since_ms: u64) -> f64 {
     let mut started = BTreeMap::new();
     let mut took = BTreeMap::new();
     for event in apply::JournalTail::read(&experiment.journal_path()) {
@@ -254,10 +260,18 @@ fn critical_path_ms(experiment: &apply::Experiment, since_ms: u64) -> f64 {
         done
     }
     let mut memo = BTreeMap::new();
-    needs
+    let chain = needs
         .keys()
         .map(|id| finish(id, &needs, &took, &mut memo))
-        .fold(0.0, f64::max)
+        .fold(0.0, f64::max);
+    // The lab's hosts share one machine, whose measured runs take turns: the
+    // runs one after another are a path too, whatever the graph allows.
+    let runs_in_turn: f64 = took
+        .iter()
+        .filter(|(id, _)| id.starts_with("run/"))
+        .map(|(_, ms)| ms)
+        .sum();
+    chain.max(runs_in_turn)
 }
 
 /// The lab's hosts, for the makespan comparison: each runs the same cells
@@ -331,6 +345,16 @@ fn fleet_makespans(tree: &apply::Tree, repetitions: usize) -> (f64, Vec<(String,
     (parallel, alone)
 }
 
+/// CPU seconds (user and system) the waited-for children of this process
+/// used so far: the pipeline and the ssh clients it starts.
+fn children_cpu_s() -> f64 {
+    // SAFETY: getrusage fills the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &raw mut usage) };
+    let seconds = |time: libc::timeval| time.tv_sec as f64 + time.tv_usec as f64 / 1e6;
+    seconds(usage.ru_utime) + seconds(usage.ru_stime)
+}
+
 fn epoch_ms() -> u64 {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
     u64::try_from(now.expect("after 1970").as_millis()).expect("ms fit")
@@ -347,48 +371,24 @@ fn main() {
     let mut report = String::new();
     let mut missed = Vec::new();
 
-    // --- the pipeline on one host: start-up, pulls, apply overhead --------
-    let mut shape = apply::Shape::hello("harness");
-    shape.targets = vec!["linux/amd64", "wasm"];
-    shape.hosts = vec![HOST];
-    shape.repetitions = u32::try_from(repetitions).expect("repetitions");
-    let experiment = tree.experiment(&shape);
-    // A first apply builds and pushes; the timed one prepares the host,
-    // measures and writes the tables.
-    let built = experiment.run(&["apply", "--only", "index"]);
-    assert_eq!(built.code(), Some(0), "{}", built.describe());
-    let since_ms = epoch_ms();
-    let started = Instant::now();
-    let measured = experiment.run(&["apply"]);
-    let wall_ms = started.elapsed().as_secs_f64() * 1e3;
-    assert_eq!(measured.code(), Some(0), "{}", measured.describe());
-    let rows = read_results(&experiment.table("results"));
-    let critical = critical_path_ms(&experiment, since_ms);
-    let ratio = wall_ms / critical;
-    let _ = writeln!(
-        report,
-        "apply wall time {:.1} s over its critical path {:.1} s = {ratio:.3} (target ≤ 1.05)",
-        wall_ms / 1e3,
-        critical / 1e3
-    );
-    if ratio > 1.05 {
-        missed.push("apply wall time over critical path");
-    }
-
-    // --- 1. start-up: pipeline to_main against the paper's method --------
+    // --- 1. start-up: each cell alone, as the paper's loop runs it --------
+    // One apply per cell, so its repetitions follow each other as the
+    // paper's loop's do, then the paper's method on the same image and host.
     for engine in ["containerd", "docker"] {
         for target in ["linux/amd64", "wasm"] {
-            let cell: Vec<&Row> = rows
-                .iter()
-                .filter(|row| {
-                    row.host == HOST
-                        && row.engine == engine
-                        && row.target == target
-                        && row.scenario == "cached"
-                })
-                .collect();
-            let pipeline: Vec<f64> = cell.iter().filter_map(|row| row.to_main_ms).collect();
-            let image = &cell.first().expect("measured rows").image_ref;
+            let mut shape =
+                apply::Shape::hello(&format!("harness-{engine}-{}", target.replace('/', "-")));
+            shape.targets = vec![target];
+            shape.hosts = vec![HOST];
+            shape.engines = vec![engine];
+            shape.scenarios = vec!["cached"];
+            shape.repetitions = u32::try_from(repetitions).expect("repetitions");
+            let experiment = tree.experiment(&shape);
+            let applied = experiment.run(&["apply"]);
+            assert_eq!(applied.code(), Some(0), "{}", applied.describe());
+            let rows = read_results(&experiment.table("results"));
+            let pipeline: Vec<f64> = rows.iter().filter_map(|row| row.to_main_ms).collect();
+            let image = &rows.first().expect("measured rows").image_ref;
             let paper = paper_to_main(engine, target, image, repetitions);
             let ((pm, ps), (qm, qs)) = (median_sd(&pipeline), median_sd(&paper));
             let ratio = pm / qm;
@@ -405,13 +405,41 @@ fn main() {
         }
     }
 
-    // --- 2. pull: the pipeline's fresh pull against ctr images pull ------
+    // --- 2 and 3a. fresh pulls, and the apply's overhead --------------------
+    let mut shape = apply::Shape::hello("harness");
+    shape.targets = vec!["linux/amd64", "wasm"];
+    shape.hosts = vec![HOST];
+    shape.repetitions = u32::try_from(repetitions).expect("repetitions");
+    let experiment = tree.experiment(&shape);
+    // A first apply builds and pushes; the timed one prepares the host,
+    // measures and writes the tables.
+    let built = experiment.run(&["apply", "--only", "index"]);
+    assert_eq!(built.code(), Some(0), "{}", built.describe());
+    let since_ms = epoch_ms();
+    let cpu_before = children_cpu_s();
+    let started = Instant::now();
+    let measured = experiment.run(&["apply"]);
+    let wall_ms = started.elapsed().as_secs_f64() * 1e3;
+    let cpu_s = children_cpu_s() - cpu_before;
+    assert_eq!(measured.code(), Some(0), "{}", measured.describe());
+    let rows = read_results(&experiment.table("results"));
+    let bound = best_case_ms(&experiment, since_ms);
+    let ratio = wall_ms / bound;
+    let _ = writeln!(
+        report,
+        "apply of {} runs: wall time {:.1} s over its best case {:.1} s = {ratio:.3} (target ≤ 1.05); the runner's own CPU (pipeline and ssh) {cpu_s:.1} s",
+        rows.len(),
+        wall_ms / 1e3,
+        bound / 1e3
+    );
+    if ratio > 1.05 {
+        missed.push("apply wall time over its best case");
+    }
+
     let fresh: Vec<&Row> = rows
         .iter()
         .filter(|row| {
-            row.engine == "containerd"
-                && row.target == "linux/amd64"
-                && row.scenario == "fresh"
+            row.engine == "containerd" && row.target == "linux/amd64" && row.scenario == "fresh"
         })
         .collect();
     let pipeline: Vec<f64> = fresh.iter().filter_map(|row| row.pull_ms).collect();
