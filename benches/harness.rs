@@ -74,7 +74,7 @@ fn median_sd(values: &[f64]) -> (f64, f64) {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
     let middle = sorted.len() / 2;
-    let median = if sorted.len() % 2 == 0 {
+    let median = if sorted.len().is_multiple_of(2) {
         f64::midpoint(sorted[middle - 1], sorted[middle])
     } else {
         sorted[middle]
@@ -201,6 +201,26 @@ fn ctr_pull(image: &str, repetitions: usize) -> Vec<f64> {
         .collect()
 }
 
+/// When stage `id` could finish at best: its own time after the latest of
+/// the stages it needs.
+fn finish(
+    id: &str,
+    needs: &BTreeMap<String, Vec<String>>,
+    took: &BTreeMap<String, f64>,
+    memo: &mut BTreeMap<String, f64>,
+) -> f64 {
+    if let Some(done) = memo.get(id) {
+        return *done;
+    }
+    let mut before = 0.0_f64;
+    for need in needs.get(id).into_iter().flatten() {
+        before = before.max(finish(need, needs, took, memo));
+    }
+    let done = before + took.get(id).copied().unwrap_or(0.0);
+    memo.insert(id.to_string(), done);
+    done
+}
+
 /// What the apply started at `since_ms` (epoch ms) could take at best, from
 /// its stages' times in the journal: the longest chain of stages that need
 /// each other, or the measured runs one after another, whichever is longer.
@@ -242,23 +262,6 @@ fn best_case_ms(experiment: &apply::Experiment, since_ms: u64) -> f64 {
             (id, needs)
         })
         .collect();
-    fn finish(
-        id: &str,
-        needs: &BTreeMap<String, Vec<String>>,
-        took: &BTreeMap<String, f64>,
-        memo: &mut BTreeMap<String, f64>,
-    ) -> f64 {
-        if let Some(done) = memo.get(id) {
-            return *done;
-        }
-        let mut before = 0.0_f64;
-        for need in needs.get(id).into_iter().flatten() {
-            before = before.max(finish(need, needs, took, memo));
-        }
-        let done = before + took.get(id).copied().unwrap_or(0.0);
-        memo.insert(id.to_string(), done);
-        done
-    }
     let mut memo = BTreeMap::new();
     let chain = needs
         .keys()

@@ -125,7 +125,7 @@ impl ForeignRunner {
         &self,
         module: &[u8],
         function: &str,
-        args: &[String],
+        module_args: &[String],
         env: &[String],
     ) -> std::io::Error {
         use std::ffi::CString;
@@ -148,7 +148,7 @@ impl ForeignRunner {
             argv.extend(["--env".to_string(), entry.clone()]);
         }
         argv.push("--".to_string());
-        argv.extend(args.iter().cloned());
+        argv.extend(module_args.iter().cloned());
         let strings = |items: Vec<String>| -> Result<Vec<CString>, std::io::Error> {
             items
                 .into_iter()
