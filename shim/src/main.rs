@@ -72,7 +72,7 @@ impl Sandbox for WasmtimeSandbox {
         let entrypoint = ctx.entrypoint();
         let module = entrypoint.source.as_bytes()?;
         if let Some(foreign) = FOREIGN.get().and_then(Option::as_ref) {
-            let error = foreign.exec(&module, &entrypoint.func, ctx.args(), ctx.envs());
+            let Err(error) = foreign.exec(&module, &entrypoint.func, ctx.args(), ctx.envs());
             eprintln!("containerd-shim-wasmtime: cannot start {RUNNER}: {error}");
             return Ok(run::SETUP_EXIT_CODE);
         }
@@ -127,16 +127,12 @@ impl ForeignRunner {
         function: &str,
         module_args: &[String],
         env: &[String],
-    ) -> std::io::Error {
+    ) -> std::io::Result<std::convert::Infallible> {
         use std::ffi::CString;
         use std::os::fd::AsRawFd as _;
 
-        let files = memory_file(c"wasmtime-runner", &self.program)
-            .and_then(|program| Ok((program, memory_file(c"module", module)?)));
-        let (program, module) = match files {
-            Ok(files) => files,
-            Err(error) => return error,
-        };
+        let program = memory_file(c"wasmtime-runner", &self.program)?;
+        let module = memory_file(c"module", module)?;
         let mut argv = vec![
             RUNNER.to_string(),
             "--module-fd".to_string(),
@@ -160,10 +156,7 @@ impl ForeignRunner {
             .iter()
             .map(|cpu| format!("QEMU_CPU={cpu}"))
             .collect();
-        let (argv, envp) = match (strings(argv), strings(envp)) {
-            (Ok(argv), Ok(envp)) => (argv, envp),
-            (Err(error), _) | (_, Err(error)) => return error,
-        };
+        let (argv, envp) = (strings(argv)?, strings(envp)?);
         let pointers = |items: &[CString]| -> Vec<*const libc::c_char> {
             items
                 .iter()
@@ -175,7 +168,7 @@ impl ForeignRunner {
         // SAFETY: both arrays end with a null pointer and point into strings
         // that live until the call, which returns only on failure.
         unsafe { libc::fexecve(program.as_raw_fd(), argv.as_ptr(), envp.as_ptr()) };
-        std::io::Error::last_os_error()
+        Err(std::io::Error::last_os_error())
     }
 }
 

@@ -329,18 +329,14 @@ async fn facts(
         emulated_cpu: qemu_cpu,
         ..HostFacts::default()
     };
-    facts.shim_versions = facts
-        .shims
-        .iter()
-        .filter(|shim| !shim.contains("-runc-"))
-        .filter_map(|shim| shim_version(shim).map(|version| format!("{shim} {version}")))
-        .collect();
-    facts.shim_machines = facts
-        .shims
-        .iter()
-        .filter(|shim| !shim.contains("-runc-"))
-        .filter_map(|shim| program_machine(shim).map(|machine| format!("{shim} {machine}")))
-        .collect();
+    for shim in facts.shims.iter().filter(|shim| !shim.contains("-runc-")) {
+        if let Some(version) = shim_version(shim) {
+            facts.shim_versions.push(format!("{shim} {version}"));
+        }
+        if let Some(machine) = program_machine(shim) {
+            facts.shim_machines.push(format!("{shim} {machine}"));
+        }
+    }
     facts.wasm_machine = ["wasmtime-runner", "containerd-shim-wasmtime-v1"]
         .into_iter()
         .find_map(program_machine)
@@ -431,13 +427,17 @@ fn shim_version(shim: &str) -> Option<String> {
         .map(|version| version.trim().to_string())
 }
 
-/// containerd finds shims as `containerd-shim-<name>-<version>` on its PATH.
+/// The folders of the PATH, in order.
+fn path_dirs() -> Vec<std::path::PathBuf> {
+    std::env::var_os("PATH")
+        .map(|path| std::env::split_paths(&path).collect())
+        .unwrap_or_default()
+}
+
 /// The machine a program on the PATH was built for, from its ELF header:
 /// what decides whether it runs natively or under qemu's emulation.
 fn program_machine(program: &str) -> Option<&'static str> {
-    let path = std::env::var_os("PATH")
-        .map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
-        .unwrap_or_default()
+    let path = path_dirs()
         .into_iter()
         .map(|dir| dir.join(program))
         .find(|path| path.is_file())?;
@@ -454,10 +454,9 @@ fn program_machine(program: &str) -> Option<&'static str> {
     })
 }
 
+/// containerd finds shims as `containerd-shim-<name>-<version>` on its PATH.
 fn shims_on_path() -> Vec<String> {
-    let mut shims: Vec<String> = std::env::var_os("PATH")
-        .map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
-        .unwrap_or_default()
+    let mut shims: Vec<String> = path_dirs()
         .into_iter()
         .filter_map(|dir| std::fs::read_dir(dir).ok())
         .flat_map(|entries| {
