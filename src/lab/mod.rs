@@ -656,7 +656,6 @@ pub fn inventory_yaml(layout: &LabLayout, hosts: &[LabHost], authenticated: bool
         if let Some(cpu) = emulated_cpu(&host.platform) {
             let _ = writeln!(text, "          pipeline_qemu_cpu: {cpu}");
         }
-
     }
     text
 }
@@ -777,6 +776,7 @@ pub fn up(
             layout,
             "builder",
             BUILDER_CONTAINERD,
+            None,
             None,
             &runner,
         )?);
@@ -1304,19 +1304,12 @@ fn start_engines(
     layout: &LabLayout,
     name: &str,
     containerd: ContainerdRelease,
-    network: Option<(&str, Option<&str>)>,
+    network: Option<&str>,
+    emulated_cpu: Option<&str>,
     runner: &Runner,
 ) -> Result<EngineSet, LabError> {
-    let (network, emulated_cpu) = network.unzip();
     let anchor = start_anchor(layout, name, network, runner)?;
-    match start_daemons(
-        layout,
-        name,
-        containerd,
-        emulated_cpu.flatten(),
-        &anchor,
-        runner,
-    ) {
+    match start_daemons(layout, name, containerd, emulated_cpu, &anchor, runner) {
         Ok((containerd, dockerd)) => Ok(EngineSet {
             anchor,
             containerd,
@@ -1414,7 +1407,8 @@ fn start_host(layout: &LabLayout, host: &LabHost, runner: &Runner) -> Result<Hos
         layout,
         &host.name,
         host.containerd,
-        Some((&namespace, emulated_cpu(&host.platform))),
+        Some(&namespace),
+        emulated_cpu(&host.platform),
         runner,
     )?;
     let dir = layout.host_dir(&host.name);
