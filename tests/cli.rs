@@ -101,6 +101,7 @@ fn shipped_experiments_validate_and_plan() {
         "face-detection",
         "matrix-multiplication",
         "sorting",
+        "sorting-large",
         "unoptimized",
     ] {
         let spec = format!("experiments/{name}.yaml");

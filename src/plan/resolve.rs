@@ -1240,13 +1240,10 @@ impl<'a> Resolver<'a> {
             Ok(manifest) => {
                 let mut valid = true;
                 if let Some(result) = &manifest.result
-                    && let Err(error) = regex::Regex::new(&result.value)
+                    && let Err(message) = compile_regex("`result`", &result.value)
                 {
                     let location = SourceLocation::from_yaml(path, result.referenced);
-                    self.diagnostics.push(Diagnostic::at(
-                        location,
-                        format!("`result` is not a valid regex: {error}"),
-                    ));
+                    self.diagnostics.push(Diagnostic::at(location, message));
                     valid = false;
                 }
                 // Templates write it into paths and JSON strings of the Dockerfile.
@@ -1294,13 +1291,19 @@ impl<'a> Resolver<'a> {
             },
             |marker| marker.value.clone(),
         );
+        if let Some(result) = &workload.result
+            && let Err(message) = compile_regex("`result`", &result.value)
+        {
+            self.error(result, message);
+        }
+        let result = workload.result.as_ref().or(manifest.result.as_ref());
         WorkloadRun {
             binary: manifest.binary.value.clone(),
             args: workload
                 .args
                 .clone()
                 .unwrap_or_else(|| manifest.args.clone()),
-            result_pattern: manifest.result.as_ref().map(|result| result.value.clone()),
+            result_pattern: result.map(|result| result.value.clone()),
             marker,
             workdir: setup.workdir.clone(),
             data: setup.data.clone(),
@@ -1986,9 +1989,21 @@ fn replace_base_refs(value: &mut Value, lookup: &mut dyn FnMut(&str) -> Option<S
     }
 }
 
+/// regex's message draws the pattern over several lines with a caret; the
+/// diagnostic already points at the pattern, so only the reason is kept.
+fn compile_regex(what: &str, pattern: &str) -> Result<regex::Regex, String> {
+    regex::Regex::new(pattern).map_err(|error| {
+        let text = error.to_string();
+        let reason = text.lines().last().unwrap_or_default();
+        format!(
+            "{what} is not a valid regex: {}",
+            reason.trim_start_matches("error: ")
+        )
+    })
+}
+
 fn check_marker(marker: &MarkerSpec) -> Result<(), String> {
-    let regex = regex::Regex::new(&marker.pattern)
-        .map_err(|error| format!("marker `pattern` is not a valid regex: {error}"))?;
+    let regex = compile_regex("marker `pattern`", &marker.pattern)?;
     if regex.capture_names().flatten().any(|name| name == "ts") {
         Ok(())
     } else {

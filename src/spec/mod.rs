@@ -86,6 +86,10 @@ pub struct WorkloadSpec {
     /// Arguments after the binary; default from `workloads/<name>/workload.yaml`.
     #[serde(default)]
     pub args: Option<Vec<String>>,
+    /// Replaces `result` of `workload.yaml`: other arguments or data give
+    /// another result line.
+    #[serde(default)]
+    pub result: Option<Located<String>>,
     #[serde(default)]
     pub marker: Option<Located<MarkerSpec>>,
     /// Narrows the experiment's `targets` for this workload.
