@@ -469,3 +469,144 @@ fn wasm_on_the_emulated_host_runs_for_its_architecture() {
         assert_eq!(row[3], true, "{row}");
     }
 }
+
+/// A CSV table of the report: header and rows, split on commas (the lab's
+/// cells and sizes hold none inside a field).
+fn report_table(report: &Path, name: &str) -> (Vec<String>, Vec<Vec<String>>) {
+    let path = report.join("tables").join(format!("{name}.csv"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{path:?}: {error}"));
+    let mut lines = text
+        .lines()
+        .map(|line| line.split(',').map(str::to_string).collect::<Vec<String>>());
+    let header = lines.next().expect("a header");
+    let rows: Vec<Vec<String>> = lines.collect();
+    for row in &rows {
+        assert_eq!(row.len(), header.len(), "{name}: {row:?}");
+    }
+    (header, rows)
+}
+
+fn column_of(header: &[String], name: &str) -> usize {
+    header
+        .iter()
+        .position(|column| column == name)
+        .unwrap_or_else(|| panic!("no column {name} in {header:?}"))
+}
+
+/// `pipeline report` on the lab run: the paper's views for what the
+/// experiment has, and tables whose numbers are those of the Parquet data,
+/// recomputed here with DuckDB.
+#[test]
+fn the_report_of_the_run_has_its_views_and_the_parquet_numbers() {
+    measured();
+    let output = Command::new(env!("CARGO_BIN_EXE_pipeline"))
+        .arg("report")
+        .arg(out_dir())
+        .output()
+        .expect("pipeline runs");
+    assert!(output.status.success(), "{}", lab::describe_output(&output));
+    let report = out_dir().join("report");
+
+    let figures: BTreeSet<String> = std::fs::read_dir(report.join("figures"))
+        .expect("figures")
+        .map(|entry| {
+            entry
+                .expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    for engine in ["docker", "containerd"] {
+        for stem in [
+            format!("startup-hello-optimized-{engine}"),
+            format!("pull-hello-optimized-{engine}-fresh"),
+        ] {
+            for extension in ["svg", "png"] {
+                let name = format!("{stem}.{extension}");
+                assert!(figures.contains(&name), "{name} in {figures:?}");
+            }
+        }
+    }
+    for stem in [
+        "size-host-hello-optimized",
+        "size-registry-hello-optimized",
+        "runs-hello-to-main-ms",
+        "drift-lab-amd64-to-main-ms",
+        "drift-lab-arm64-to-main-ms",
+    ] {
+        assert!(
+            figures.contains(&format!("{stem}.svg")),
+            "{stem} in {figures:?}"
+        );
+    }
+
+    // Every cell's n and median of to_main and pull, as DuckDB computes them.
+    let expected = python::query_parquet(
+        &out_dir().join("results.parquet"),
+        "SELECT target, host, engine, scenario, count(*), \
+         median(to_main_ms), median(pull_ms) FROM t WHERE ok GROUP BY ALL ORDER BY ALL",
+    );
+    let expected = expected.as_array().expect("rows");
+    assert_eq!(expected.len(), 16, "{expected:#?}");
+    let (header, rows) = report_table(&report, "cells");
+    let [target, host, engine, scenario, metric, n, median, emulated] = [
+        "target",
+        "host",
+        "engine",
+        "scenario",
+        "metric",
+        "n",
+        "median (ms)",
+        "host CPU",
+    ]
+    .map(|name| column_of(&header, name));
+    for cell in expected {
+        for (metric_name, value) in [("to_main_ms", &cell[5]), ("pull_ms", &cell[6])] {
+            let row = rows
+                .iter()
+                .find(|row| {
+                    row[target] == cell[0]
+                        && row[host] == cell[1]
+                        && row[engine] == cell[2]
+                        && row[scenario] == cell[3]
+                        && row[metric] == metric_name
+                })
+                .unwrap_or_else(|| panic!("no {metric_name} row for {cell}"));
+            assert_eq!(row[n], cell[4].to_string(), "{row:?} against {cell}");
+            let reported: f64 = row[median].parse().expect("a median");
+            let computed = value.as_f64().expect("a median");
+            assert!(
+                (reported - computed).abs() <= 0.005 + 1e-9,
+                "{row:?}: {reported} against DuckDB's {computed}"
+            );
+            let on_arm64 = cell[1] == "lab-arm64";
+            assert_eq!(row[emulated] == "emulated", on_arm64, "{row:?}");
+        }
+    }
+
+    // Tables 2 and 3: sizes and the paper's reduction, from images.parquet.
+    let images = python::query_parquet(
+        &out_dir().join("images.parquet"),
+        "SELECT target, host_size_bytes, oci_size_bytes FROM t ORDER BY target",
+    );
+    let images = images.as_array().expect("rows");
+    assert_eq!(images.len(), 3, "{images:#?}");
+    let (header, rows) = report_table(&report, "size-reduction");
+    let [target, host_kb, oci_kb, reduction] =
+        ["target", "host size (KB)", "OCI size (KB)", "reduction (%)"]
+            .map(|name| column_of(&header, name));
+    assert_eq!(rows.len(), images.len(), "{rows:?}");
+    for image in images {
+        let row = rows
+            .iter()
+            .find(|row| row[target] == image[0])
+            .unwrap_or_else(|| panic!("no size row for {image}"));
+        let host_bytes = image[1].as_f64().expect("bytes");
+        let oci_bytes = image[2].as_f64().expect("bytes");
+        assert_eq!(row[host_kb], format!("{:.2}", host_bytes / 1e3), "{row:?}");
+        assert_eq!(row[oci_kb], format!("{:.2}", oci_bytes / 1e3), "{row:?}");
+        let percent = (1.0 - oci_bytes / host_bytes) * 100.0;
+        assert_eq!(row[reduction], format!("{percent:.1}"), "{row:?}");
+    }
+}
