@@ -474,7 +474,8 @@ fn wasm_on_the_emulated_host_runs_for_its_architecture() {
 /// cells and sizes hold none inside a field).
 fn report_table(report: &Path, name: &str) -> (Vec<String>, Vec<Vec<String>>) {
     let path = report.join("tables").join(format!("{name}.csv"));
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{path:?}: {error}"));
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|error| panic!("{}: {error}", path.display()));
     let mut lines = text
         .lines()
         .map(|line| line.split(',').map(str::to_string).collect::<Vec<String>>());
