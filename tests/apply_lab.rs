@@ -12,6 +12,8 @@ mod lab;
 mod pushed;
 #[path = "common/python.rs"]
 mod python;
+#[path = "common/report_tables.rs"]
+mod report_tables;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -19,6 +21,7 @@ use std::process::{Command, Output};
 use std::sync::{Mutex, OnceLock, PoisonError};
 
 use pushed::{elf_machine, image_files, names, skopeo_raw};
+use report_tables::{column, csv_rows, read};
 
 const EXPERIMENT: &str = "hello-c";
 
@@ -470,28 +473,13 @@ fn wasm_on_the_emulated_host_runs_for_its_architecture() {
     }
 }
 
-/// A CSV table of the report: header and rows, split on commas (the lab's
-/// cells and sizes hold none inside a field).
-fn report_table(report: &Path, name: &str) -> (Vec<String>, Vec<Vec<String>>) {
-    let path = report.join("tables").join(format!("{name}.csv"));
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|error| panic!("{}: {error}", path.display()));
-    let mut lines = text
-        .lines()
-        .map(|line| line.split(',').map(str::to_string).collect::<Vec<String>>());
-    let header = lines.next().expect("a header");
-    let rows: Vec<Vec<String>> = lines.collect();
+/// A CSV table of the report, header first; every row as wide as the header.
+fn report_table(report: &Path, name: &str) -> Vec<Vec<String>> {
+    let rows = csv_rows(&read(&report.join("tables").join(format!("{name}.csv"))));
     for row in &rows {
-        assert_eq!(row.len(), header.len(), "{name}: {row:?}");
+        assert_eq!(row.len(), rows[0].len(), "{name}: {row:?}");
     }
-    (header, rows)
-}
-
-fn column_of(header: &[String], name: &str) -> usize {
-    header
-        .iter()
-        .position(|column| column == name)
-        .unwrap_or_else(|| panic!("no column {name} in {header:?}"))
+    rows
 }
 
 /// `pipeline report` on the lab run: the paper's views for what the
@@ -550,7 +538,8 @@ fn the_report_of_the_run_has_its_views_and_the_parquet_numbers() {
     );
     let expected = expected.as_array().expect("rows");
     assert_eq!(expected.len(), 16, "{expected:#?}");
-    let (header, rows) = report_table(&report, "cells");
+    let table = report_table(&report, "cells");
+    let rows = &table[1..];
     let [target, host, engine, scenario, metric, n, median, emulated] = [
         "target",
         "host",
@@ -561,7 +550,7 @@ fn the_report_of_the_run_has_its_views_and_the_parquet_numbers() {
         "median (ms)",
         "host CPU",
     ]
-    .map(|name| column_of(&header, name));
+    .map(|name| column(&table, name));
     for cell in expected {
         for (metric_name, value) in [("to_main_ms", &cell[5]), ("pull_ms", &cell[6])] {
             let row = rows
@@ -593,10 +582,11 @@ fn the_report_of_the_run_has_its_views_and_the_parquet_numbers() {
     );
     let images = images.as_array().expect("rows");
     assert_eq!(images.len(), 3, "{images:#?}");
-    let (header, rows) = report_table(&report, "size-reduction");
+    let table = report_table(&report, "size-reduction");
+    let rows = &table[1..];
     let [target, host_kb, oci_kb, reduction] =
         ["target", "host size (KB)", "OCI size (KB)", "reduction (%)"]
-            .map(|name| column_of(&header, name));
+            .map(|name| column(&table, name));
     assert_eq!(rows.len(), images.len(), "{rows:?}");
     for image in images {
         let row = rows

@@ -3,6 +3,10 @@
 //! figures and tables say, failed and emulated cells, and `--compare`.
 
 mod common;
+#[path = "common/report_tables.rs"]
+mod report_tables;
+
+use report_tables::{column, csv_rows, read};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -613,10 +617,6 @@ fn report(out: &Path, extra: &[&str]) -> Output {
     output
 }
 
-fn read(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_else(|error| panic!("{}: {error}", path.display()))
-}
-
 fn files_with_extension(dir: &Path, extension: &str) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
@@ -639,20 +639,6 @@ fn markdown_rows(text: &str) -> Vec<Vec<String>> {
                 .collect()
         })
         .collect()
-}
-
-/// CSV rows as cells; the report's CSV quotes only fields with commas.
-fn csv_rows(text: &str) -> Vec<Vec<String>> {
-    text.lines()
-        .map(|line| line.split(',').map(str::to_string).collect())
-        .collect()
-}
-
-fn column(rows: &[Vec<String>], name: &str) -> usize {
-    rows[0]
-        .iter()
-        .position(|c| c == name)
-        .unwrap_or_else(|| panic!("no column {name} in {:?}", rows[0]))
 }
 
 /// Whether the page shows the table `name`.

@@ -749,6 +749,12 @@ impl<'a> Resolver<'a> {
             let Some(manifest) = self.manifest(&manifest_path, &workload.name) else {
                 continue;
             };
+            // Checked once here; every language's run uses it.
+            if let Some(result) = &workload.result
+                && let Err(message) = compile_regex("`result`", &result.value)
+            {
+                self.error(result, message);
+            }
             let workload_targets = workload.targets.as_ref().and_then(|list| {
                 self.narrowing(list, targets, &format!("workload `{workload_name}`"))
             });
@@ -1291,11 +1297,6 @@ impl<'a> Resolver<'a> {
             },
             |marker| marker.value.clone(),
         );
-        if let Some(result) = &workload.result
-            && let Err(message) = compile_regex("`result`", &result.value)
-        {
-            self.error(result, message);
-        }
         let result = workload.result.as_ref().or(manifest.result.as_ref());
         WorkloadRun {
             binary: manifest.binary.value.clone(),
